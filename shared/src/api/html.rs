@@ -1,0 +1,59 @@
+//! The static pages a browser may land on. When a flow cannot be trusted the broker has nowhere
+//! safe to redirect, so it answers one of these, with no referrer and nothing cacheable.
+
+use lambda_http::http::{StatusCode, header};
+use lambda_http::{Body, Response};
+
+use crate::Error;
+use crate::api::errors::{self, RETRY_AFTER_SECS};
+
+/// The page for a failed browser step; the error's detail goes to the log with the trace id.
+pub fn error_page(e: &Error, trace_id: &str) -> Response<Body> {
+    errors::log(e, trace_id);
+    let (status, title, text) = match e {
+        Error::FlowRejected | Error::Validation { .. } => (
+            StatusCode::BAD_REQUEST,
+            "This sign-in link is no longer valid",
+            "It may have expired, been used already, or been opened in another browser. Return to the application and start connecting again.",
+        ),
+        Error::Unavailable(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Temporarily unavailable",
+            "The service could not finish connecting your account. Please try again in a moment.",
+        ),
+        Error::NotFound(_) | Error::MethodNotAllowed => (StatusCode::NOT_FOUND, "Not found", "There is nothing here."),
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong",
+            "The service could not finish connecting your account. Return to the application and try again.",
+        ),
+    };
+    page(status, title, &format!("{text}</p><p><small>Reference: {}</small>", escape(trace_id)))
+}
+
+/// A minimal self-contained HTML page (`body` is trusted markup).
+pub fn page(status: StatusCode, title: &str, body: &str) -> Response<Body> {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\
+         <meta name=\"viewport\" content=\"width=device-width\"></head>\
+         <body style=\"font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem\">\
+         <h1>{t}</h1><p>{body}</p></body></html>",
+        t = escape(title)
+    );
+    let mut builder = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-store")
+        .header("referrer-policy", "no-referrer")
+        .header("content-security-policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+        .header("x-content-type-options", "nosniff");
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        builder = builder.header(header::RETRY_AFTER, RETRY_AFTER_SECS);
+    }
+    builder.body(Body::Text(html)).unwrap_or_else(|_| Response::new(Body::Empty))
+}
+
+/// HTML-escapes text.
+pub fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}

@@ -1,0 +1,110 @@
+//! The dependencies of every handler, built once per process (DESIGN §9.4) and borrowed by each
+//! request: configuration, catalog, stores, vault, app credentials and the token HTTP client.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use crate::config::Backend;
+use crate::provider::{Catalog, Provider, TokenClient};
+use crate::store::dynamodb::DynamoStore;
+use crate::store::embedded::{Db, EmbeddedStore};
+use crate::store::{ConnectionStore, FlowStore, KeyStore, OrgStore, StateTokenStore, Store};
+use crate::vault::embedded::EmbeddedVault;
+use crate::vault::secrets_manager::SecretsManagerVault;
+use crate::vault::{AppRegistry, Vault};
+use crate::{Config, Result};
+
+/// Wall-clock seconds, with an offset tests can move forward to expire flows whose items remain.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    offset: Arc<AtomicI64>,
+}
+
+impl Clock {
+    pub fn now(&self) -> i64 {
+        chrono::Utc::now().timestamp() + self.offset.load(Ordering::Relaxed)
+    }
+
+    pub fn advance(&self, secs: i64) {
+        self.offset.fetch_add(secs, Ordering::Relaxed);
+    }
+}
+
+pub struct App {
+    pub config: Config,
+    pub catalog: Catalog,
+    pub flows: Arc<dyn FlowStore>,
+    pub connections: Arc<dyn ConnectionStore>,
+    pub state_tokens: Arc<dyn StateTokenStore>,
+    pub keys: Arc<dyn KeyStore>,
+    pub orgs: Arc<dyn OrgStore>,
+    pub vault: Arc<dyn Vault>,
+    pub apps: AppRegistry,
+    pub tokens: TokenClient,
+    pub clock: Clock,
+}
+
+impl App {
+    /// Reads the environment and connects the configured backend. Lambda `main`s call this once.
+    pub async fn from_env() -> Result<Self> {
+        Self::build(Config::from_env()?, vec![]).await
+    }
+
+    /// `extra_providers` join the catalog before `BROKER_PROVIDERS_FILE` (the sandbox of `serve`).
+    pub async fn build(config: Config, extra_providers: Vec<Provider>) -> Result<Self> {
+        let (store, vault) = Self::backend(&config).await?;
+        Self::assemble(config, extra_providers, store, vault)
+    }
+
+    /// The configured store and vault, also used directly by `brokerctl`'s admin commands.
+    pub async fn backend(config: &Config) -> Result<(Arc<dyn Store>, Arc<dyn Vault>)> {
+        Ok(match config.backend {
+            Backend::Aws => {
+                // The SDK's own configuration chain: region, credentials, AWS_ENDPOINT_URL.
+                let sdk = aws_config::load_from_env().await;
+                let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table);
+                let vault = SecretsManagerVault::new(aws_sdk_secretsmanager::Client::new(&sdk), config.kms_key_id.clone());
+                (Arc::new(store), Arc::new(vault))
+            }
+            Backend::Embedded => {
+                let db = Db::open(&config.data_dir)?;
+                let vault = EmbeddedVault::open(db.clone(), &config.data_dir)?;
+                (Arc::new(EmbeddedStore::new(db)), Arc::new(vault))
+            }
+        })
+    }
+
+    pub fn assemble(config: Config, extra_providers: Vec<Provider>, store: Arc<dyn Store>, vault: Arc<dyn Vault>) -> Result<Self> {
+        let catalog = Catalog::load(&config, extra_providers)?;
+        Ok(App {
+            apps: AppRegistry::new(vault.clone(), config.secret_prefix.clone()),
+            tokens: TokenClient::new()?,
+            flows: upcast_flows(store.clone()),
+            connections: upcast_connections(store.clone()),
+            state_tokens: upcast_state_tokens(store.clone()),
+            keys: upcast_keys(store.clone()),
+            orgs: upcast_orgs(store),
+            vault,
+            catalog,
+            config,
+            clock: Clock::default(),
+        })
+    }
+}
+
+// One backend object serves every port; each handler sees only the port it uses.
+fn upcast_flows(s: Arc<dyn Store>) -> Arc<dyn FlowStore> {
+    s
+}
+fn upcast_connections(s: Arc<dyn Store>) -> Arc<dyn ConnectionStore> {
+    s
+}
+fn upcast_state_tokens(s: Arc<dyn Store>) -> Arc<dyn StateTokenStore> {
+    s
+}
+fn upcast_keys(s: Arc<dyn Store>) -> Arc<dyn KeyStore> {
+    s
+}
+fn upcast_orgs(s: Arc<dyn Store>) -> Arc<dyn OrgStore> {
+    s
+}

@@ -1,0 +1,87 @@
+//! API keys: who is calling. A key belongs to one organization, may be limited to some workspaces,
+//! and carries a numeric user id (0 for service keys). Keys are stored as their SHA-256 only.
+
+use lambda_http::Request;
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{random_token, sha256_hex};
+use crate::store::KeyStore;
+use crate::{Error, Result};
+
+/// The stored form of an API key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    /// SHA-256 of the key; the key itself is shown once and never stored.
+    pub key_hash: String,
+    pub organization_id: String,
+    /// Empty: every workspace of the organization.
+    #[serde(default)]
+    pub workspaces: Vec<String>,
+    pub user_id: u64,
+    #[serde(default)]
+    pub revoked: bool,
+    pub created_at: i64,
+}
+
+/// The authenticated caller of an API route.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub organization_id: String,
+    pub workspaces: Vec<String>,
+    pub user_id: u64,
+}
+
+impl Caller {
+    /// A path or query `organization_id` must be the key's own.
+    pub fn require_org(&self, organization_id: &str) -> Result<()> {
+        if self.organization_id == organization_id {
+            Ok(())
+        } else {
+            Err(Error::Forbidden)
+        }
+    }
+
+    pub fn require_workspace(&self, workspace_id: &str) -> Result<()> {
+        if self.workspaces.is_empty() || self.workspaces.iter().any(|w| w == workspace_id) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden)
+        }
+    }
+}
+
+/// A new key for `organization_id`, returned once in clear with the record to store.
+pub fn new_api_key(organization_id: &str, user_id: u64, workspaces: Vec<String>) -> Result<(String, ApiKeyRecord)> {
+    let key = format!("obk_{}", random_token()?);
+    let record = ApiKeyRecord {
+        key_hash: sha256_hex(&key),
+        organization_id: organization_id.to_string(),
+        workspaces,
+        user_id,
+        revoked: false,
+        created_at: chrono::Utc::now().timestamp(),
+    };
+    Ok((key, record))
+}
+
+/// Reads `X-API-Key` or `Authorization: Bearer` and finds the key.
+pub async fn authenticate(keys: &dyn KeyStore, req: &Request) -> Result<Caller> {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let key = header("x-api-key")
+        .or_else(|| {
+            header("authorization").and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+            })
+        })
+        .filter(|k| !k.is_empty() && k.len() <= 256)
+        .ok_or(Error::Unauthenticated)?;
+    match keys.get_key(&sha256_hex(key)).await? {
+        Some(record) if !record.revoked => Ok(Caller {
+            organization_id: record.organization_id,
+            workspaces: record.workspaces,
+            user_id: record.user_id,
+        }),
+        _ => Err(Error::Unauthenticated),
+    }
+}

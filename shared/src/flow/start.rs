@@ -1,0 +1,104 @@
+use std::collections::BTreeMap;
+
+use oauth2::PkceCodeChallenge;
+use url::Url;
+
+use super::{Flow, FlowKind, FlowStatus};
+use crate::auth::Caller;
+use crate::connection::{Connection, ConnectionStatus, new_connection_id};
+use crate::crypto::{random_token, sha256_hex};
+use crate::redirect::RedirectUrl;
+use crate::secret::Sensitive;
+use crate::{App, Error, Result};
+
+/// What any initiate route asks for, after its own request shape is parsed.
+#[derive(Debug, Clone)]
+pub struct StartRequest {
+    pub kind: FlowKind,
+    /// Slug, alias or source definition id.
+    pub provider: String,
+    pub definition_id: Option<String>,
+    pub workspace_id: Option<String>,
+    pub redirect_url: String,
+    pub inputs: BTreeMap<String, String>,
+    pub requested_scopes: Vec<String>,
+    pub requested_optional_scopes: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct Started {
+    /// The browser's entry point: the authorize step, carrying the flow's handle.
+    pub authorize_url: Sensitive<Url>,
+    pub connection_id: String,
+    pub expires_at: i64,
+}
+
+/// Validates everything the caller chose, records a pending connection and the flow, and returns
+/// the URL the user's browser opens.
+pub async fn start(app: &App, caller: &Caller, req: StartRequest) -> Result<Started> {
+    if let Some(ws) = &req.workspace_id {
+        caller.require_workspace(ws)?;
+    } else if !caller.workspaces.is_empty() && req.kind != FlowKind::Personal {
+        return Err(Error::field("workspace_id", "is required for a key limited to workspaces"));
+    }
+    let provider = app.catalog.resolve(&req.provider)?;
+    let org = app
+        .orgs
+        .get_org(&caller.organization_id)
+        .await?
+        .ok_or_else(|| Error::field("redirect_url", "is not registered for this organization"))?;
+    let redirect = RedirectUrl::registered(&req.redirect_url, &org, &app.config)?;
+    let endpoints = provider.resolve_endpoints(&req.inputs, &app.config)?;
+    let scopes = provider.select_scopes(&req.requested_scopes, &req.requested_optional_scopes)?;
+    // Fail now, not in the user's browser, when the provider app is not configured.
+    app.apps.credentials(&provider.slug, &org.id, req.workspace_id.as_deref()).await?;
+
+    let state = random_token()?;
+    let now = app.clock.now();
+    let expires_at = now + app.config.flow_ttl_secs;
+    let connection = Connection {
+        id: new_connection_id(),
+        organization_id: org.id.clone(),
+        workspace_id: req.workspace_id.clone(),
+        user_id: caller.user_id,
+        provider: provider.slug.clone(),
+        status: ConnectionStatus::Pending,
+        secret_id: None,
+        identifier: None,
+        scopes: scopes.clone(),
+        token_expires_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let pkce_verifier = provider
+        .uses_pkce()
+        .then(|| Sensitive::new(PkceCodeChallenge::new_random_sha256().1.secret().clone()));
+    let flow = Flow {
+        key: sha256_hex(&state),
+        kind: req.kind,
+        organization_id: org.id.clone(),
+        workspace_id: req.workspace_id,
+        user_id: caller.user_id,
+        provider: provider.slug.clone(),
+        definition_id: req.definition_id,
+        redirect_url: redirect.as_str().to_string(),
+        provider_redirect_uri: app.config.callback_url().to_string(),
+        endpoints,
+        scopes,
+        inputs: req.inputs,
+        pkce_verifier,
+        binding_hash: None,
+        status: FlowStatus::Pending,
+        lease_owner: None,
+        connection_id: connection.id.clone(),
+        created_at: now,
+        expires_at,
+    };
+    app.connections.put_connection(&connection).await?;
+    app.flows.create_flow(&flow).await?;
+    tracing::info!(provider = %flow.provider, kind = ?flow.kind, connection_id = %connection.id, "flow started");
+
+    let mut authorize_url = app.config.authorize_url();
+    authorize_url.query_pairs_mut().append_pair("flow", &state);
+    Ok(Started { authorize_url: Sensitive::new(authorize_url), connection_id: connection.id, expires_at })
+}

@@ -1,0 +1,169 @@
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use regex::Regex;
+use serde::Deserialize;
+
+use super::{Provider, endpoints};
+use crate::{Config, Error, Result};
+
+/// The entries shipped inside every binary.
+const BUILTIN: &str = include_str!("builtin.toml");
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogFile {
+    #[serde(default)]
+    provider: Vec<Provider>,
+}
+
+/// All providers, indexed by slug, alias and source definition id. Built once per process.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    providers: BTreeMap<String, Provider>,
+    /// alias or definition id -> slug
+    names: HashMap<String, String>,
+}
+
+impl Catalog {
+    /// Built-in entries, then `extra` (e.g. the sandbox of `brokerctl serve`), then the file in
+    /// `BROKER_PROVIDERS_FILE`; a later entry with the same slug replaces an earlier one.
+    pub fn load(config: &Config, extra: Vec<Provider>) -> Result<Self> {
+        let mut entries = parse(BUILTIN, "built-in catalog")?;
+        entries.extend(extra);
+        if let Some(path) = &config.providers_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::validation(format!("BROKER_PROVIDERS_FILE {}: {e}", path.display()))
+            })?;
+            entries.extend(parse(&text, &path.display().to_string())?);
+        }
+        Self::build(entries, config)
+    }
+
+    fn build(entries: Vec<Provider>, config: &Config) -> Result<Self> {
+        let mut providers = BTreeMap::new();
+        for mut p in entries {
+            compile_inputs(&mut p)?;
+            providers.insert(p.slug.clone(), p);
+        }
+        let mut names = HashMap::new();
+        let mut issuers = HashSet::new();
+        for p in providers.values() {
+            endpoints::check_templates(p, config)?;
+            for name in p.aliases.iter().chain(&p.source_definition_ids) {
+                let clash = providers.contains_key(name)
+                    || names.insert(name.clone(), p.slug.clone()).is_some();
+                if clash {
+                    return Err(Error::validation(format!(
+                        "provider catalog: `{name}` names more than one provider"
+                    )));
+                }
+            }
+            if let Some(iss) = &p.issuer
+                && !issuers.insert(iss.clone())
+            {
+                return Err(Error::validation(format!(
+                    "provider catalog: issuer `{iss}` is declared twice"
+                )));
+            }
+        }
+        Ok(Catalog { providers, names })
+    }
+
+    /// A provider by slug or alias.
+    pub fn get(&self, name: &str) -> Option<&Provider> {
+        self.providers
+            .get(name)
+            .or_else(|| self.names.get(name).and_then(|slug| self.providers.get(slug)))
+    }
+
+    /// A provider by slug, alias or Airbyte source definition id.
+    pub fn resolve(&self, name_or_definition: &str) -> Result<&Provider> {
+        self.get(name_or_definition).ok_or_else(|| {
+            Error::NotFound(format!("provider `{name_or_definition}`"))
+        })
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Provider> {
+        self.providers.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.providers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.providers.is_empty()
+    }
+}
+
+fn parse(text: &str, origin: &str) -> Result<Vec<Provider>> {
+    toml::from_str::<CatalogFile>(text)
+        .map(|f| f.provider)
+        .map_err(|e| Error::validation(format!("provider catalog ({origin}): {e}")))
+}
+
+fn compile_inputs(p: &mut Provider) -> Result<()> {
+    for (name, spec) in p.inputs.iter_mut() {
+        // Anchored whatever the author wrote: a pattern must describe the whole value.
+        let re = Regex::new(&format!("^(?:{})$", spec.pattern)).map_err(|e| {
+            Error::validation(format!("provider `{}` input `{name}`: bad pattern: {e}", p.slug))
+        })?;
+        spec.compiled = Some(re);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config::from_lookup(|k| (k == "BROKER_PUBLIC_URL").then(|| "https://broker.example".into()))
+            .unwrap()
+    }
+
+    #[test]
+    fn builtin_catalog_loads_and_resolves_names() {
+        let c = Catalog::load(&config(), vec![]).unwrap();
+        assert!(c.get("github").is_some());
+        assert_eq!(c.resolve("google-sheets").unwrap().slug, "google-sheets");
+        assert_eq!(
+            c.resolve("71607ba1-c0ac-4799-8049-7f4b90dd50f7").unwrap().slug,
+            "google-sheets"
+        );
+        assert!(matches!(c.resolve("nope"), Err(Error::NotFound(_))));
+    }
+
+    #[test]
+    fn duplicate_alias_is_refused() {
+        let mut entries = parse(BUILTIN, "t").unwrap();
+        let mut dup = entries[0].clone();
+        dup.slug = "other".into();
+        entries.push(dup);
+        assert!(Catalog::build(entries, &config()).is_err());
+    }
+
+    #[test]
+    fn template_variable_without_declared_input_is_refused() {
+        let text = r#"
+            [[provider]]
+            slug = "x"
+            name = "X"
+            authorization_url = "https://{tenant}.x.example/auth"
+            token_url = "https://x.example/token"
+        "#;
+        assert!(Catalog::build(parse(text, "t").unwrap(), &config()).is_err());
+    }
+
+    #[test]
+    fn http_endpoint_is_refused_without_loopback_allowance() {
+        let text = r#"
+            [[provider]]
+            slug = "x"
+            name = "X"
+            authorization_url = "http://127.0.0.1:9/auth"
+            token_url = "http://127.0.0.1:9/token"
+        "#;
+        assert!(Catalog::build(parse(text, "t").unwrap(), &config()).is_err());
+    }
+}

@@ -1,0 +1,186 @@
+//! Endpoint templates: `https://{subdomain}.zendesk.com/...` filled from validated caller inputs.
+//!
+//! A variable inside a host must be one DNS label matching its input's pattern, and the built
+//! host must still end with the template's fixed suffix, so no input can point the broker (and
+//! the authorization code it will send) at a host of the caller's choosing.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::Provider;
+use crate::{Config, Error, Result};
+
+/// The concrete endpoints of one flow, resolved at initiate and recorded in the flow item: the code
+/// is only ever sent to the token endpoint recorded there (DESIGN §8.6).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoints {
+    pub authorization_url: String,
+    pub token_url: String,
+}
+
+impl Provider {
+    /// Checks caller inputs against the declared ones (unknown keys refused, patterns enforced,
+    /// required present) and resolves the endpoints.
+    pub fn resolve_endpoints(
+        &self,
+        inputs: &BTreeMap<String, String>,
+        config: &Config,
+    ) -> Result<Endpoints> {
+        for (key, value) in inputs {
+            let spec = self.inputs.get(key).ok_or_else(|| {
+                Error::field(
+                    "oAuthInputConfiguration",
+                    format!("`{key}` is not an input of provider `{}`", self.slug),
+                )
+            })?;
+            if !spec.matches(value) {
+                return Err(Error::field(
+                    "oAuthInputConfiguration",
+                    format!("`{key}` does not match the pattern {}", spec.pattern),
+                ));
+            }
+        }
+        if let Some((key, _)) = self
+            .inputs
+            .iter()
+            .find(|(k, spec)| spec.required && !inputs.contains_key(*k))
+        {
+            return Err(Error::field(
+                "oAuthInputConfiguration",
+                format!("`{key}` is required by provider `{}`", self.slug),
+            ));
+        }
+        Ok(Endpoints {
+            authorization_url: fill(&self.authorization_url, inputs, config)?.into(),
+            token_url: fill(&self.token_url, inputs, config)?.into(),
+        })
+    }
+}
+
+/// Called by the catalog at load: every variable is a declared input, every endpoint's scheme is
+/// allowed, and a template with a variable in its host keeps a fixed suffix.
+pub(super) fn check_templates(p: &Provider, config: &Config) -> Result<()> {
+    let bad = |what: String| Error::validation(format!("provider `{}`: {what}", p.slug));
+    let urls = [Some(&p.authorization_url), Some(&p.token_url), p.revocation_url.as_ref(), p.userinfo_url.as_ref()];
+    for template in urls.into_iter().flatten() {
+        for var in variables(template) {
+            if !p.inputs.contains_key(var) {
+                return Err(bad(format!("`{{{var}}}` in {template} is not a declared input")));
+            }
+        }
+        let (host_template, _) = split_host(template).ok_or_else(|| bad(format!("{template} is not an absolute URL")))?;
+        if host_template.contains('{') && fixed_suffix(host_template).is_none() {
+            return Err(bad(format!("{template}: a templated host needs a fixed suffix such as `.example.com`")));
+        }
+        // A sample value for each variable shows the template builds a URL the policy accepts.
+        let sample: String = variables(template).iter().fold(template.clone(), |t, v| t.replace(&format!("{{{v}}}"), "sample"));
+        let url = Url::parse(&sample).map_err(|e| bad(format!("{template}: {e}")))?;
+        config.check_url_policy(&url, &format!("provider `{}` endpoint", p.slug))?;
+    }
+    Ok(())
+}
+
+fn fill(template: &str, inputs: &BTreeMap<String, String>, config: &Config) -> Result<Url> {
+    let (host_template, _) = split_host(template).ok_or_else(|| Error::internal("endpoint template without a host"))?;
+    let mut filled = template.to_string();
+    for var in variables(template) {
+        let value = inputs.get(var).ok_or_else(|| {
+            Error::field("oAuthInputConfiguration", format!("`{var}` is required"))
+        })?;
+        let in_host = host_template.contains(&format!("{{{var}}}"));
+        if in_host && !is_dns_label(value) {
+            return Err(Error::field("oAuthInputConfiguration", format!("`{var}` must be a single DNS label")));
+        }
+        let encoded: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
+        filled = filled.replace(&format!("{{{var}}}"), &encoded);
+    }
+    let url = Url::parse(&filled).map_err(|_| Error::field("oAuthInputConfiguration", "does not build a valid endpoint URL"))?;
+    if let Some(suffix) = fixed_suffix(host_template) {
+        let host = url.host_str().unwrap_or_default();
+        if !host.ends_with(&suffix.to_ascii_lowercase()) || host.len() == suffix.len() {
+            return Err(Error::field("oAuthInputConfiguration", "builds a host outside the provider's domain"));
+        }
+    }
+    config.check_url_policy(&url, "provider endpoint")?;
+    Ok(url)
+}
+
+/// `{name}` variables in order of appearance.
+fn variables(template: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        let Some(len) = rest[start..].find('}') else { break };
+        out.push(&rest[start + 1..start + len]);
+        rest = &rest[start + len + 1..];
+    }
+    out
+}
+
+/// The authority part of a URL template and what follows it.
+fn split_host(template: &str) -> Option<(&str, &str)> {
+    let after_scheme = template.split_once("://")?.1;
+    let end = after_scheme.find(['/', '?', '#']).unwrap_or(after_scheme.len());
+    Some((&after_scheme[..end], &after_scheme[end..]))
+}
+
+/// The part of a host template after its last variable, e.g. `.zendesk.com`; it must hold a dot
+/// so that it names a registrable domain rather than a bare TLD.
+fn fixed_suffix(host_template: &str) -> Option<&str> {
+    let suffix = &host_template[host_template.rfind('}')? + 1..];
+    let host_only = suffix.split(':').next().unwrap_or(suffix);
+    (host_only.starts_with('.') && host_only[1..].contains('.')).then_some(host_only)
+}
+
+fn is_dns_label(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::Catalog;
+
+    fn config() -> Config {
+        Config::from_lookup(|k| (k == "BROKER_PUBLIC_URL").then(|| "https://broker.example".into())).unwrap()
+    }
+
+    fn inputs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn zendesk_subdomain_fills_the_host() {
+        let c = config();
+        let catalog = Catalog::load(&c, vec![]).unwrap();
+        let z = catalog.get("zendesk-support").unwrap();
+        let e = z.resolve_endpoints(&inputs(&[("subdomain", "acme")]), &c).unwrap();
+        assert_eq!(e.token_url, "https://acme.zendesk.com/oauth/tokens");
+    }
+
+    #[test]
+    fn templated_host_refuses_ssrf_shaped_inputs() {
+        let c = config();
+        let catalog = Catalog::load(&c, vec![]).unwrap();
+        let z = catalog.get("zendesk-support").unwrap();
+        for evil in ["evil.com#", "evil.com/", "a.b", "127.0.0.1", "x@evil", "-a", "", "EVIL"] {
+            assert!(z.resolve_endpoints(&inputs(&[("subdomain", evil)]), &c).is_err(), "{evil}");
+        }
+        assert!(z.resolve_endpoints(&inputs(&[]), &c).is_err(), "required input");
+        assert!(z.resolve_endpoints(&inputs(&[("subdomain", "a"), ("other", "b")]), &c).is_err(), "unknown input");
+    }
+
+    #[test]
+    fn suffix_needs_a_registrable_domain() {
+        assert_eq!(fixed_suffix("{s}.zendesk.com"), Some(".zendesk.com"));
+        assert_eq!(fixed_suffix("{s}.com"), None);
+        assert_eq!(fixed_suffix("{s}"), None);
+    }
+}

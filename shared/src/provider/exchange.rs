@@ -1,0 +1,177 @@
+//! The token request at the provider, through `oauth2` with a hardened HTTP client: no redirects,
+//! timeouts, and a bounded response body.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use oauth2::basic::{
+    BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
+    BasicTokenType,
+};
+use oauth2::reqwest;
+use oauth2::{
+    AsyncHttpClient, AuthType, AuthorizationCode, ClientId, ClientSecret, ExtraTokenFields,
+    HttpClientError, HttpRequest, HttpResponse, PkceCodeVerifier, RedirectUrl, RequestTokenError,
+    StandardRevocableToken, StandardTokenResponse, TokenResponse, TokenUrl,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{ClientAuth, Endpoints, Provider};
+use crate::secret::Sensitive;
+use crate::vault::AppCredentials;
+use crate::{Error, Result};
+
+/// Largest token response read; anything longer is refused rather than buffered.
+const MAX_TOKEN_RESPONSE: usize = 256 * 1024;
+/// Below the callback function's timeout, so a slow provider ends in a clear error.
+const TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Every field of the token response beyond the standard ones, so providers' metadata can be kept.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct OtherFields {
+    #[serde(flatten)]
+    fields: BTreeMap<String, Value>,
+}
+impl ExtraTokenFields for OtherFields {}
+
+type ProviderTokenResponse = StandardTokenResponse<OtherFields, BasicTokenType>;
+
+/// The tokens of one connection, as written to the vault.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenSet {
+    pub access_token: Sensitive<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<Sensitive<String>>,
+    pub token_type: String,
+    /// Epoch seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    pub provider: String,
+    /// Fields kept from the token response and the redirect (`instance_url`, `realmId`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, Value>,
+}
+
+/// The one HTTP client for provider token endpoints, built once per process.
+#[derive(Debug, Clone)]
+pub struct TokenClient {
+    http: reqwest::Client,
+}
+
+impl TokenClient {
+    pub fn new() -> Result<Self> {
+        let http = reqwest::Client::builder()
+            // A token endpoint that redirects could forward the code elsewhere (DESIGN §8.7).
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(TOKEN_TIMEOUT)
+            .user_agent(concat!("oauth-broker/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::internal(format!("token HTTP client: {e}")))?;
+        Ok(TokenClient { http })
+    }
+
+    /// Redeems an authorization code at the token endpoint recorded in the flow.
+    pub async fn exchange_code(
+        &self,
+        provider: &Provider,
+        endpoints: &Endpoints,
+        credentials: &AppCredentials,
+        code: &str,
+        pkce_verifier: Option<&str>,
+        redirect_uri: &str,
+    ) -> Result<TokenSet> {
+        let token_url = TokenUrl::new(endpoints.token_url.clone())
+            .map_err(|e| Error::internal(format!("token url: {e}")))?;
+        let redirect = RedirectUrl::new(redirect_uri.to_string())
+            .map_err(|e| Error::internal(format!("redirect uri: {e}")))?;
+        let client = oauth2::Client::<
+            BasicErrorResponse,
+            ProviderTokenResponse,
+            BasicTokenIntrospectionResponse,
+            StandardRevocableToken,
+            BasicRevocationErrorResponse,
+        >::new(ClientId::new(credentials.client_id.clone()))
+        .set_client_secret(ClientSecret::new(credentials.client_secret.expose().clone()))
+        .set_token_uri(token_url)
+        .set_redirect_uri(redirect)
+        .set_auth_type(match provider.client_auth {
+            ClientAuth::Basic => AuthType::BasicAuth,
+            ClientAuth::Post => AuthType::RequestBody,
+        });
+        let mut request = client.exchange_code(AuthorizationCode::new(code.to_string()));
+        for (name, value) in &provider.token_params {
+            request = request.add_extra_param(name.clone(), value.clone());
+        }
+        if let Some(verifier) = pkce_verifier {
+            request = request.set_pkce_verifier(PkceCodeVerifier::new(verifier.to_string()));
+        }
+        let response = request.request_async(self).await.map_err(provider_error)?;
+        let now = chrono::Utc::now().timestamp();
+        let extra = &response.extra_fields().fields;
+        Ok(TokenSet {
+            access_token: Sensitive::new(response.access_token().secret().clone()),
+            refresh_token: response
+                .refresh_token()
+                .map(|t| Sensitive::new(t.secret().clone())),
+            token_type: response.token_type().as_ref().to_string(),
+            expires_at: response
+                .expires_in()
+                .map(|d| now + i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2)),
+            scope: response.scopes().map(|s| {
+                s.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(provider.scope_separator.as_str())
+            }),
+            provider: provider.slug.clone(),
+            metadata: provider
+                .keep_token_fields
+                .iter()
+                .filter_map(|k| extra.get(k).map(|v| (k.clone(), v.clone())))
+                .collect(),
+        })
+    }
+}
+
+/// Only the provider's `error` code survives: its body may echo the code or a token.
+fn provider_error(e: RequestTokenError<HttpClientError<reqwest::Error>, BasicErrorResponse>) -> Error {
+    let error = match &e {
+        RequestTokenError::ServerResponse(r) => r.error().as_ref().to_string(),
+        RequestTokenError::Request(_) => "provider_unreachable".to_string(),
+        RequestTokenError::Parse(..) | RequestTokenError::Other(_) => {
+            "invalid_token_response".to_string()
+        }
+    };
+    tracing::warn!(%error, "token exchange failed");
+    Error::ProviderFailed { error }
+}
+
+impl<'c> AsyncHttpClient<'c> for TokenClient {
+    type Error = HttpClientError<reqwest::Error>;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, Self::Error>> + Send + 'c>>;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let request = reqwest::Request::try_from(request).map_err(Box::new)?;
+            let mut response = self.http.execute(request).await.map_err(Box::new)?;
+            let mut builder = oauth2::http::Response::builder().status(response.status());
+            for (name, value) in response.headers() {
+                builder = builder.header(name, value);
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(Box::new)? {
+                if body.len() + chunk.len() > MAX_TOKEN_RESPONSE {
+                    return Err(HttpClientError::Other("token response too large".into()));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            builder.body(body).map_err(HttpClientError::Http)
+        })
+    }
+}

@@ -1,0 +1,156 @@
+//! The provider catalog (DESIGN §6): declarative entries, built into the binaries and extended or
+//! overridden by the TOML file named in `BROKER_PROVIDERS_FILE`.
+
+mod catalog;
+mod endpoints;
+mod exchange;
+
+use std::collections::BTreeMap;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+pub use catalog::Catalog;
+pub use endpoints::Endpoints;
+pub use exchange::{TokenClient, TokenSet};
+
+/// One provider, exactly as written in the catalog's TOML.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provider {
+    /// Also accepted as `sourceType`, `slug` or `app_key`.
+    pub slug: String,
+    pub name: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Airbyte source definition ids mapped to this provider.
+    #[serde(default)]
+    pub source_definition_ids: Vec<String>,
+    pub authorization_url: String,
+    pub token_url: String,
+    #[serde(default)]
+    pub revocation_url: Option<String>,
+    #[serde(default)]
+    pub userinfo_url: Option<String>,
+    /// When set, the callback requires `iss` and compares it exactly (RFC 9207).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub optional_scopes: Vec<String>,
+    #[serde(default)]
+    pub scope_separator: ScopeSeparator,
+    #[serde(default)]
+    pub pkce: Pkce,
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    #[serde(default)]
+    pub token_body: TokenBody,
+    #[serde(default)]
+    pub authorize_params: BTreeMap<String, String>,
+    #[serde(default)]
+    pub token_params: BTreeMap<String, String>,
+    /// Copied from the token response into the stored document (e.g. `instance_url`).
+    #[serde(default)]
+    pub keep_token_fields: Vec<String>,
+    /// Copied from the callback query into the stored document (e.g. `realmId`).
+    #[serde(default)]
+    pub keep_redirect_fields: Vec<String>,
+    /// Caller-supplied values (`oAuthInputConfiguration`, `integration_params`).
+    #[serde(default)]
+    pub inputs: BTreeMap<String, InputSpec>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// A regular expression the whole value must match.
+    pub pattern: String,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub description: String,
+    #[serde(skip)]
+    compiled: Option<Regex>,
+}
+
+impl InputSpec {
+    fn matches(&self, value: &str) -> bool {
+        self.compiled.as_ref().is_some_and(|re| re.is_match(value))
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ScopeSeparator {
+    #[default]
+    #[serde(rename = " ")]
+    Space,
+    #[serde(rename = ",")]
+    Comma,
+    #[serde(rename = "+")]
+    Plus,
+}
+
+impl ScopeSeparator {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScopeSeparator::Space => " ",
+            ScopeSeparator::Comma => ",",
+            ScopeSeparator::Plus => "+",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pkce {
+    Required,
+    #[default]
+    Supported,
+    Unsupported,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// HTTP Basic, the method RFC 6749 §2.3.1 requires servers to support.
+    #[default]
+    Basic,
+    Post,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenBody {
+    #[default]
+    Form,
+    Json,
+}
+
+impl Provider {
+    /// Whether a PKCE verifier is sent to this provider.
+    pub fn uses_pkce(&self) -> bool {
+        self.pkce != Pkce::Unsupported
+    }
+
+    /// The scopes of a flow: the entry's own plus requested ones it declares; others are refused.
+    pub fn select_scopes(&self, requested: &[String], requested_optional: &[String]) -> crate::Result<Vec<String>> {
+        let mut scopes = self.scopes.clone();
+        for (field, list) in [("requestedScopes", requested), ("requestedOptionalScopes", requested_optional)] {
+            for scope in list {
+                let declared = self.scopes.contains(scope) || self.optional_scopes.contains(scope);
+                if !declared {
+                    return Err(crate::Error::field(
+                        field,
+                        format!("scope `{scope}` is not declared by provider `{}`", self.slug),
+                    ));
+                }
+                if !scopes.contains(scope) {
+                    scopes.push(scope.clone());
+                }
+            }
+        }
+        Ok(scopes)
+    }
+}

@@ -1,0 +1,222 @@
+//! The embedded backend: one SQLite file in `BROKER_DATA_DIR`, items as JSON documents under the
+//! same keys DynamoDB uses. Conditional updates run as read-check-write inside one immediate
+//! transaction, so two processes (a `serve` and a `brokerctl key create`) share the file safely.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{ConnectionStore, FlowStore, KeyStore, OrgStore, StateTokenStore, keys};
+use crate::auth::ApiKeyRecord;
+use crate::connection::Connection;
+use crate::flow::{Flow, FlowStatus, StateToken};
+use crate::org::Org;
+use crate::{Error, Result};
+
+pub const DB_FILE: &str = "broker.sqlite3";
+
+/// The SQLite file, shared by [`EmbeddedStore`] and [`crate::vault::embedded::EmbeddedVault`].
+#[derive(Debug)]
+pub struct Db {
+    conn: Mutex<rusqlite::Connection>,
+}
+
+enum Outcome<T> {
+    Missing,
+    Refused(T),
+    Applied(T),
+}
+
+fn db_err(e: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("embedded store: {e}"))
+}
+
+impl Db {
+    pub fn open(dir: &Path) -> Result<Arc<Db>> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::validation(format!("BROKER_DATA_DIR {}: {e}", dir.display())))?;
+        let conn = rusqlite::Connection::open(dir.join(DB_FILE)).map_err(db_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db_err)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             CREATE TABLE IF NOT EXISTS items (pk TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS secrets (
+                 name TEXT PRIMARY KEY, nonce BLOB NOT NULL, ciphertext BLOB NOT NULL,
+                 tags TEXT NOT NULL, request_token TEXT NOT NULL) WITHOUT ROWID;",
+        )
+        .map_err(db_err)?;
+        Ok(Arc::new(Db { conn: Mutex::new(conn) }))
+    }
+
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<R>) -> Result<R> {
+        let mut conn = self.conn.lock().map_err(|_| db_err("lock poisoned"))?;
+        f(&mut conn).map_err(db_err)
+    }
+
+    fn get<T: DeserializeOwned>(&self, pk: &str) -> Result<Option<T>> {
+        let data: Option<String> = self.with(|c| {
+            c.query_row("SELECT data FROM items WHERE pk = ?1", [pk], |r| r.get(0)).optional()
+        })?;
+        data.map(|d| serde_json::from_str(&d).map_err(db_err)).transpose()
+    }
+
+    fn put<T: Serialize>(&self, pk: &str, value: &T, only_if_absent: bool) -> Result<bool> {
+        let data = serde_json::to_string(value).map_err(db_err)?;
+        let sql = if only_if_absent {
+            "INSERT OR IGNORE INTO items (pk, data) VALUES (?1, ?2)"
+        } else {
+            "INSERT OR REPLACE INTO items (pk, data) VALUES (?1, ?2)"
+        };
+        Ok(self.with(|c| c.execute(sql, params![pk, data]))? == 1)
+    }
+
+    /// Reads, lets `apply` change the value or refuse, writes back (or deletes when `delete`), atomically.
+    fn modify<T: Serialize + DeserializeOwned>(
+        &self,
+        pk: &str,
+        delete: bool,
+        apply: impl FnOnce(&mut T) -> bool,
+    ) -> Result<Outcome<T>> {
+        let mut conn = self.conn.lock().map_err(|_| db_err("lock poisoned"))?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+        let data: Option<String> = tx
+            .query_row("SELECT data FROM items WHERE pk = ?1", [pk], |r| r.get(0))
+            .optional()
+            .map_err(db_err)?;
+        let Some(data) = data else { return Ok(Outcome::Missing) };
+        let mut value: T = serde_json::from_str(&data).map_err(db_err)?;
+        if !apply(&mut value) {
+            return Ok(Outcome::Refused(value));
+        }
+        if delete {
+            tx.execute("DELETE FROM items WHERE pk = ?1", [pk]).map_err(db_err)?;
+        } else {
+            let data = serde_json::to_string(&value).map_err(db_err)?;
+            tx.execute("UPDATE items SET data = ?2 WHERE pk = ?1", params![pk, data]).map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)?;
+        Ok(Outcome::Applied(value))
+    }
+}
+
+/// All store ports over the embedded file.
+#[derive(Debug, Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Db>,
+}
+
+impl EmbeddedStore {
+    pub fn new(db: Arc<Db>) -> Self {
+        EmbeddedStore { db }
+    }
+}
+
+#[async_trait]
+impl FlowStore for EmbeddedStore {
+    async fn create_flow(&self, flow: &Flow) -> Result<()> {
+        if self.db.put(&keys::flow(&flow.key), flow, true)? {
+            Ok(())
+        } else {
+            Err(Error::internal("flow key collision"))
+        }
+    }
+
+    async fn bind_flow(&self, key: &str, binding_hash: &str, now: i64) -> Result<Flow> {
+        let outcome = self.db.modify(&keys::flow(key), false, |f: &mut Flow| {
+            let free = f.binding_hash.as_deref().is_none_or(|b| b == binding_hash);
+            if f.status != FlowStatus::Pending || f.expires_at <= now || !free {
+                return false;
+            }
+            f.binding_hash = Some(binding_hash.to_string());
+            true
+        })?;
+        match outcome {
+            Outcome::Applied(f) => Ok(f),
+            _ => Err(Error::FlowRejected),
+        }
+    }
+
+    async fn consume_flow(&self, key: &str, binding_hash: &str, lease_owner: &str, now: i64) -> Result<Flow> {
+        let outcome = self.db.modify(&keys::flow(key), false, |f: &mut Flow| {
+            let ok = f.status == FlowStatus::Pending
+                && f.expires_at > now
+                && f.binding_hash.as_deref() == Some(binding_hash);
+            if ok {
+                f.status = FlowStatus::Consumed;
+                f.lease_owner = Some(lease_owner.to_string());
+            }
+            ok
+        })?;
+        match outcome {
+            Outcome::Applied(f) => Ok(f),
+            Outcome::Refused(f) if f.lease_owner.as_deref() == Some(lease_owner) && f.status == FlowStatus::Consumed => Ok(f),
+            _ => Err(Error::FlowRejected),
+        }
+    }
+
+    async fn finish_flow(&self, key: &str, status: FlowStatus) -> Result<()> {
+        self.db.modify(&keys::flow(key), false, |f: &mut Flow| {
+            f.status = status;
+            true
+        })?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ConnectionStore for EmbeddedStore {
+    async fn put_connection(&self, c: &Connection) -> Result<()> {
+        self.db.put(&keys::connection(&c.organization_id, &c.id), c, false)?;
+        Ok(())
+    }
+
+    async fn get_connection(&self, organization_id: &str, id: &str) -> Result<Option<Connection>> {
+        self.db.get(&keys::connection(organization_id, id))
+    }
+}
+
+#[async_trait]
+impl StateTokenStore for EmbeddedStore {
+    async fn create_state_token(&self, t: &StateToken) -> Result<()> {
+        self.db.put(&keys::state_token(&t.token_hash), t, true)?;
+        Ok(())
+    }
+
+    async fn consume_state_token(&self, token_hash: &str, organization_id: &str, now: i64) -> Result<Option<StateToken>> {
+        let outcome = self.db.modify(&keys::state_token(token_hash), true, |t: &mut StateToken| {
+            t.organization_id == organization_id && t.expires_at > now
+        })?;
+        Ok(match outcome {
+            Outcome::Applied(t) => Some(t),
+            _ => None,
+        })
+    }
+}
+
+#[async_trait]
+impl KeyStore for EmbeddedStore {
+    async fn put_key(&self, key: &ApiKeyRecord) -> Result<()> {
+        self.db.put(&keys::api_key(&key.key_hash), key, false)?;
+        Ok(())
+    }
+
+    async fn get_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
+        self.db.get(&keys::api_key(key_hash))
+    }
+}
+
+#[async_trait]
+impl OrgStore for EmbeddedStore {
+    async fn put_org(&self, org: &Org) -> Result<()> {
+        self.db.put(&keys::org(&org.id), org, false)?;
+        Ok(())
+    }
+
+    async fn get_org(&self, id: &str) -> Result<Option<Org>> {
+        self.db.get(&keys::org(id))
+    }
+}

@@ -1,0 +1,82 @@
+//! Storage ports, one trait per concept, so each function depends on what it uses. Two backends
+//! implement them: [`dynamodb`] (AWS) and [`embedded`] (one local SQLite file).
+//!
+//! Every conditional operation checks expiry itself (`expires_at > now`): DynamoDB's TTL deletes
+//! lazily, so an expired item may still be read.
+
+pub mod dynamodb;
+pub mod embedded;
+
+use async_trait::async_trait;
+
+use crate::Result;
+use crate::auth::ApiKeyRecord;
+use crate::connection::Connection;
+use crate::flow::{Flow, FlowStatus, StateToken};
+use crate::org::Org;
+
+#[async_trait]
+pub trait FlowStore: Send + Sync {
+    /// Writes a new flow; fails if the key exists.
+    async fn create_flow(&self, flow: &Flow) -> Result<()>;
+
+    /// Binds a pending, unexpired flow to a browser: the first browser wins, the same browser may
+    /// come back. Anything else is [`crate::Error::FlowRejected`].
+    async fn bind_flow(&self, key: &str, binding_hash: &str, now: i64) -> Result<Flow>;
+
+    /// Takes a pending, unexpired flow bound to this browser, exactly once across all callers.
+    /// A repeat by the same `lease_owner` (a retried write) gets the flow again.
+    async fn consume_flow(&self, key: &str, binding_hash: &str, lease_owner: &str, now: i64) -> Result<Flow>;
+
+    /// Records how a consumed flow ended.
+    async fn finish_flow(&self, key: &str, status: FlowStatus) -> Result<()>;
+}
+
+#[async_trait]
+pub trait ConnectionStore: Send + Sync {
+    async fn put_connection(&self, connection: &Connection) -> Result<()>;
+    /// Scoped by organization: another organization's connection is simply not found.
+    async fn get_connection(&self, organization_id: &str, id: &str) -> Result<Option<Connection>>;
+}
+
+#[async_trait]
+pub trait StateTokenStore: Send + Sync {
+    async fn create_state_token(&self, token: &StateToken) -> Result<()>;
+    /// Deletes and returns the token if it exists, belongs to the organization and has not expired.
+    async fn consume_state_token(&self, token_hash: &str, organization_id: &str, now: i64) -> Result<Option<StateToken>>;
+}
+
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    async fn put_key(&self, key: &ApiKeyRecord) -> Result<()>;
+    async fn get_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>>;
+}
+
+#[async_trait]
+pub trait OrgStore: Send + Sync {
+    async fn put_org(&self, org: &Org) -> Result<()>;
+    async fn get_org(&self, id: &str) -> Result<Option<Org>>;
+}
+
+/// Every port at once, for wiring one backend into [`crate::App`].
+pub trait Store: FlowStore + ConnectionStore + StateTokenStore + KeyStore + OrgStore {}
+impl<T: FlowStore + ConnectionStore + StateTokenStore + KeyStore + OrgStore> Store for T {}
+
+/// Item keys, shared by both backends.
+pub(crate) mod keys {
+    pub fn flow(key: &str) -> String {
+        format!("FLOW#{key}")
+    }
+    pub fn connection(org: &str, id: &str) -> String {
+        format!("CONN#{org}#{id}")
+    }
+    pub fn state_token(hash: &str) -> String {
+        format!("STATETOKEN#{hash}")
+    }
+    pub fn api_key(hash: &str) -> String {
+        format!("APIKEY#{hash}")
+    }
+    pub fn org(id: &str) -> String {
+        format!("ORG#{id}")
+    }
+}

@@ -1,0 +1,125 @@
+//! The vault port: where tokens and provider app credentials live. [`secrets_manager`] on AWS,
+//! [`embedded`] locally (encrypted at rest).
+
+pub mod embedded;
+pub mod secrets_manager;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Sensitive;
+use crate::{Error, Result};
+
+#[async_trait]
+pub trait Vault: Send + Sync {
+    /// Writes `value` under `name` (creating or adding a version) and returns the secret's id (an
+    /// ARN on AWS). `request_token` makes a retried write of the same value a no-op.
+    async fn put_secret(&self, name: &str, value: &Sensitive<String>, tags: &[(&str, &str)], request_token: &str) -> Result<String>;
+
+    async fn get_secret(&self, name: &str) -> Result<Option<Sensitive<String>>>;
+}
+
+/// A provider app's OAuth client registration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppCredentials {
+    pub client_id: String,
+    pub client_secret: Sensitive<String>,
+}
+
+/// Secret names of DESIGN §5.
+pub mod names {
+    pub fn connection(prefix: &str, org: &str, connection_id: &str) -> String {
+        format!("{prefix}/connections/{org}/{connection_id}")
+    }
+
+    /// `None` scopes: the default; workspace only with an organization.
+    pub fn app(prefix: &str, slug: &str, org: Option<&str>, workspace: Option<&str>) -> String {
+        match (org, workspace) {
+            (Some(o), Some(w)) => format!("{prefix}/apps/{o}/{w}/{slug}"),
+            (Some(o), None) => format!("{prefix}/apps/{o}/{slug}"),
+            _ => format!("{prefix}/apps/{slug}"),
+        }
+    }
+}
+
+const APP_CACHE_TTL: Duration = Duration::from_secs(60);
+const APP_CACHE_MAX: usize = 1024;
+
+type AppKey = (String, String, Option<String>);
+
+/// App credentials with workspace over organization over default, cached briefly per process so a
+/// warm function reads Secrets Manager once a minute per app, not once per request.
+pub struct AppRegistry {
+    vault: Arc<dyn Vault>,
+    prefix: String,
+    cache: Mutex<HashMap<AppKey, (Instant, AppCredentials)>>,
+}
+
+impl AppRegistry {
+    pub fn new(vault: Arc<dyn Vault>, prefix: impl Into<String>) -> Self {
+        AppRegistry { vault, prefix: prefix.into(), cache: Mutex::new(HashMap::new()) }
+    }
+
+    pub async fn credentials(&self, slug: &str, org: &str, workspace: Option<&str>) -> Result<AppCredentials> {
+        let cache_key = (slug.to_string(), org.to_string(), workspace.map(str::to_string));
+        if let Some((at, creds)) = self.cache.lock().ok().and_then(|c| c.get(&cache_key).cloned())
+            && at.elapsed() < APP_CACHE_TTL
+        {
+            return Ok(creds);
+        }
+        let candidates = [
+            workspace.map(|w| names::app(&self.prefix, slug, Some(org), Some(w))),
+            Some(names::app(&self.prefix, slug, Some(org), None)),
+            Some(names::app(&self.prefix, slug, None, None)),
+        ];
+        for name in candidates.into_iter().flatten() {
+            if let Some(raw) = self.vault.get_secret(&name).await? {
+                let creds: AppCredentials = serde_json::from_str(raw.expose())
+                    .map_err(|_| Error::internal(format!("app credentials at {name} are not {{client_id, client_secret}} JSON")))?;
+                if let Ok(mut cache) = self.cache.lock() {
+                    if cache.len() >= APP_CACHE_MAX {
+                        cache.clear();
+                    }
+                    cache.insert(cache_key, (Instant::now(), creds.clone()));
+                }
+                return Ok(creds);
+            }
+        }
+        Err(Error::validation(format!(
+            "provider `{slug}` has no app credentials configured (brokerctl app set {slug} ...)"
+        )))
+    }
+}
+
+/// Throttling, timeouts and unreachable endpoints become 503 (retry later); anything else is an
+/// internal error whose text stays in the logs.
+pub(crate) fn sdk_error<E, R>(operation: &str, e: SdkError<E, R>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let transient_codes = [
+        "ThrottlingException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "InternalServiceError",
+        "ServiceUnavailable",
+        "LimitExceededException",
+    ];
+    let transient = match &e {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+        SdkError::ServiceError(se) => se.err().code().is_some_and(|c| transient_codes.contains(&c)),
+        _ => false,
+    };
+    let detail = match &e {
+        SdkError::ServiceError(se) => format!("{operation}: {}", se.err().code().unwrap_or("service error")),
+        other => format!("{operation}: {other}"),
+    };
+    if transient { Error::Unavailable(detail) } else { Error::Internal(detail) }
+}
