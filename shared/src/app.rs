@@ -63,7 +63,10 @@ impl App {
                 // The SDK's own configuration chain: region, credentials, AWS_ENDPOINT_URL.
                 let sdk = aws_config::load_from_env().await;
                 let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table);
-                let vault = SecretsManagerVault::new(aws_sdk_secretsmanager::Client::new(&sdk), config.kms_key_id.clone());
+                let vault = SecretsManagerVault::new(
+                    aws_sdk_secretsmanager::Client::new(&sdk),
+                    config.kms_key_id.clone(),
+                );
                 (Arc::new(store), Arc::new(vault))
             }
             Backend::Embedded => {
@@ -74,7 +77,12 @@ impl App {
         })
     }
 
-    pub fn assemble(config: Config, extra_providers: Vec<Provider>, store: Arc<dyn Store>, vault: Arc<dyn Vault>) -> Result<Self> {
+    pub fn assemble(
+        config: Config,
+        extra_providers: Vec<Provider>,
+        store: Arc<dyn Store>,
+        vault: Arc<dyn Vault>,
+    ) -> Result<Self> {
         let catalog = Catalog::load(&config, extra_providers)?;
         Ok(App {
             apps: AppRegistry::new(vault.clone(), config.secret_prefix.clone()),
@@ -107,4 +115,19 @@ fn upcast_keys(s: Arc<dyn Store>) -> Arc<dyn KeyStore> {
 }
 fn upcast_orgs(s: Arc<dyn Store>) -> Arc<dyn OrgStore> {
     s
+}
+
+impl App {
+    /// Creates the DynamoDB table with TTL, or the embedded file, where missing (`brokerctl init`).
+    pub async fn init_backend(config: &Config) -> Result<()> {
+        match config.backend {
+            Backend::Aws => {
+                let sdk = aws_config::load_from_env().await;
+                DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table)
+                    .init()
+                    .await
+            }
+            Backend::Embedded => Db::open(&config.data_dir).map(|_| ()),
+        }
+    }
 }

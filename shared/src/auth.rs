@@ -51,7 +51,11 @@ impl Caller {
 }
 
 /// A new key for `organization_id`, returned once in clear with the record to store.
-pub fn new_api_key(organization_id: &str, user_id: u64, workspaces: Vec<String>) -> Result<(String, ApiKeyRecord)> {
+pub fn new_api_key(
+    organization_id: &str,
+    user_id: u64,
+    workspaces: Vec<String>,
+) -> Result<(String, ApiKeyRecord)> {
     let key = format!("obk_{}", random_token()?);
     let record = ApiKeyRecord {
         key_hash: sha256_hex(&key),
@@ -71,7 +75,9 @@ pub async fn authenticate(keys: &dyn KeyStore, req: &Request) -> Result<Caller> 
         .or_else(|| {
             header("authorization").and_then(|v| {
                 let (scheme, token) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then_some(token.trim())
             })
         })
         .filter(|k| !k.is_empty() && k.len() <= 256)

@@ -66,7 +66,9 @@ impl Config {
                 .ok()
                 .filter(|n| (30..=86_400).contains(n))
                 .ok_or_else(|| {
-                    Error::validation("BROKER_FLOW_TTL_SECS must be a number of seconds, 30..=86400")
+                    Error::validation(
+                        "BROKER_FLOW_TTL_SECS must be a number of seconds, 30..=86400",
+                    )
                 })?,
         };
         let allow_loopback_http = match var("BROKER_ALLOW_LOOPBACK_HTTP").as_deref() {
@@ -160,8 +162,10 @@ mod tests {
     use super::*;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config> {
-        let vars: Vec<(String, String)> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
     }
 
@@ -174,7 +178,10 @@ mod tests {
             ("BROKER_ALLOW_LOOPBACK_HTTP", "1"),
         ])
         .unwrap();
-        assert_eq!(c.callback_url().as_str(), "http://127.0.0.1:3000/v1/oauth/callback");
+        assert_eq!(
+            c.callback_url().as_str(),
+            "http://127.0.0.1:3000/v1/oauth/callback"
+        );
         assert!(!c.secure_cookies());
     }
 
@@ -191,10 +198,12 @@ mod tests {
 
     #[test]
     fn bad_ttl_fails_fast() {
-        assert!(config(&[
-            ("BROKER_PUBLIC_URL", "https://x.example"),
-            ("BROKER_FLOW_TTL_SECS", "soon")
-        ])
-        .is_err());
+        assert!(
+            config(&[
+                ("BROKER_PUBLIC_URL", "https://x.example"),
+                ("BROKER_FLOW_TTL_SECS", "soon")
+            ])
+            .is_err()
+        );
     }
 }

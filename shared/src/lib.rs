@@ -22,3 +22,4 @@ pub mod vault;
 pub use app::App;
 pub use config::Config;
 pub use error::{Error, Result};
+pub use provider::Catalog;

@@ -27,7 +27,10 @@ impl RedirectUrl {
         if org.redirect_urls.iter().any(same) {
             Ok(RedirectUrl(url))
         } else {
-            Err(Error::field("redirect_url", "is not registered for this organization"))
+            Err(Error::field(
+                "redirect_url",
+                "is not registered for this organization",
+            ))
         }
     }
 
@@ -36,7 +39,8 @@ impl RedirectUrl {
         if raw.len() > MAX_LEN {
             return Err(Error::field("redirect_url", "is too long"));
         }
-        let url = Url::parse(raw).map_err(|_| Error::field("redirect_url", "is not an absolute URL"))?;
+        let url =
+            Url::parse(raw).map_err(|_| Error::field("redirect_url", "is not an absolute URL"))?;
         config.check_url_policy(&url, "redirect_url")?;
         if !url.username().is_empty() || url.password().is_some() {
             return Err(Error::field("redirect_url", "must not carry userinfo"));
@@ -78,15 +82,23 @@ mod tests {
     fn org() -> Org {
         Org {
             id: "o".into(),
-            redirect_urls: vec!["https://app.example.com/oauth/done".into(), "http://127.0.0.1:8080/cb".into()],
+            redirect_urls: vec![
+                "https://app.example.com/oauth/done".into(),
+                "http://127.0.0.1:8080/cb".into(),
+            ],
             created_at: 0,
         }
     }
 
     #[test]
     fn registered_url_with_extra_query_is_accepted() {
-        let r = RedirectUrl::registered("https://app.example.com/oauth/done?x=1", &org(), &config()).unwrap();
-        assert_eq!(r.with_params([("a", "b")]).as_str(), "https://app.example.com/oauth/done?x=1&a=b");
+        let r =
+            RedirectUrl::registered("https://app.example.com/oauth/done?x=1", &org(), &config())
+                .unwrap();
+        assert_eq!(
+            r.with_params([("a", "b")]).as_str(),
+            "https://app.example.com/oauth/done?x=1&a=b"
+        );
         assert!(RedirectUrl::registered("http://127.0.0.1:8080/cb", &org(), &config()).is_ok());
     }
 
@@ -104,7 +116,10 @@ mod tests {
             "//app.example.com/oauth/done",
             "http://127.0.0.1:8081/cb",
         ] {
-            assert!(RedirectUrl::registered(bad, &org(), &config()).is_err(), "{bad}");
+            assert!(
+                RedirectUrl::registered(bad, &org(), &config()).is_err(),
+                "{bad}"
+            );
         }
     }
 }

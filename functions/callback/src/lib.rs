@@ -17,7 +17,10 @@ pub const ROUTES: &[Route<Op>] = &[Route::new(Method::GET, "/v1/oauth/callback",
 pub async fn handle(app: &App, req: Request) -> Response<Body> {
     let trace_id = api::request_id(&req);
     let span = tracing::info_span!("callback", %trace_id);
-    dispatch(app, req).instrument(span).await.unwrap_or_else(|e| html::error_page(&e, &trace_id))
+    dispatch(app, req)
+        .instrument(span)
+        .await
+        .unwrap_or_else(|e| html::error_page(&e, &trace_id))
 }
 
 async fn dispatch(app: &App, req: Request) -> Result<Response<Body>> {

@@ -23,7 +23,10 @@ pub const ROUTES: &[Route<Op>] = &[Route::new(
 pub async fn handle(app: &App, req: Request) -> Response<Body> {
     let trace_id = api::request_id(&req);
     let span = tracing::info_span!("complete", %trace_id);
-    dispatch(app, req).instrument(span).await.unwrap_or_else(|e| e.to_response(&trace_id))
+    dispatch(app, req)
+        .instrument(span)
+        .await
+        .unwrap_or_else(|e| e.to_response(&trace_id))
 }
 
 async fn dispatch(app: &App, req: Request) -> Result<Response<Body>> {
@@ -43,7 +46,8 @@ async fn personal_complete(app: &App, caller: &Caller, req: &Request) -> Result<
     let organization_id = api::query_param(&api::query(req)?, "organization_id")?;
     caller.require_org(&organization_id)?;
     let body: PersonalCompleteBody = api::json_body(req)?;
-    let connection = flow::complete_personal(app, caller, &organization_id, &body.state_token).await?;
+    let connection =
+        flow::complete_personal(app, caller, &organization_id, &body.state_token).await?;
     api::json(
         StatusCode::OK,
         &json!({

@@ -20,13 +20,20 @@ pub enum Op {
 
 pub const ROUTES: &[Route<Op>] = &[
     Route::new(Method::POST, "/v1/sources/initiateOAuth", Op::InitiateOauth),
-    Route::new(Method::POST, "/v1/personal-connectors/authorize", Op::PersonalAuthorize),
+    Route::new(
+        Method::POST,
+        "/v1/personal-connectors/authorize",
+        Op::PersonalAuthorize,
+    ),
 ];
 
 pub async fn handle(app: &App, req: Request) -> Response<Body> {
     let trace_id = api::request_id(&req);
     let span = tracing::info_span!("initiate", %trace_id);
-    dispatch(app, req).instrument(span).await.unwrap_or_else(|e| e.to_response(&trace_id))
+    dispatch(app, req)
+        .instrument(span)
+        .await
+        .unwrap_or_else(|e| e.to_response(&trace_id))
 }
 
 async fn dispatch(app: &App, req: Request) -> Result<Response<Body>> {
@@ -50,7 +57,11 @@ struct InitiateOauthBody {
     source_type: Option<String>,
     #[serde(default, alias = "source_definition_id")]
     source_definition_id: Option<String>,
-    #[serde(default, alias = "o_auth_input_configuration", alias = "oauth_input_configuration")]
+    #[serde(
+        default,
+        alias = "o_auth_input_configuration",
+        alias = "oauth_input_configuration"
+    )]
     o_auth_input_configuration: Option<Map<String, Value>>,
     #[serde(default, alias = "requested_scopes")]
     requested_scopes: Vec<String>,
@@ -84,7 +95,10 @@ async fn initiate_oauth(app: &App, caller: &Caller, req: &Request) -> Result<Res
         },
     )
     .await?;
-    api::json(StatusCode::OK, &json!({ "consentUrl": started.authorize_url.expose().as_str() }))
+    api::json(
+        StatusCode::OK,
+        &json!({ "consentUrl": started.authorize_url.expose().as_str() }),
+    )
 }
 
 /// The personal-connector authorize call.

@@ -1,1 +1,200 @@
-fn main(){}
+//! `brokerctl`: command-line wiring only; the commands live in the library.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use broker::Catalog;
+use brokerctl::admin::{self, Admin};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "brokerctl",
+    version,
+    about = "Run and administer the OAuth connection broker"
+)]
+struct Cli {
+    /// Where state and secrets live.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "embedded",
+        env = "BROKER_BACKEND"
+    )]
+    backend: BackendArg,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendArg {
+    Embedded,
+    Aws,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve every route of every function on loopback, with the sandbox provider.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        addr: SocketAddr,
+    },
+    /// Create the table with TTL (aws) or the local file (embedded) where missing.
+    Init,
+    /// Organizations and their registered redirect URLs.
+    Org {
+        #[command(subcommand)]
+        command: OrgCommand,
+    },
+    /// API keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Provider app credentials.
+    App {
+        #[command(subcommand)]
+        command: AppCommand,
+    },
+    /// The provider catalog.
+    Providers {
+        #[command(subcommand)]
+        command: ProvidersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OrgCommand {
+    /// Register an organization (or replace its redirect URLs).
+    Create {
+        org: String,
+        #[arg(long = "redirect-url", required = true)]
+        redirect_urls: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Print a new API key once, alone on the last line of standard output.
+    Create {
+        #[arg(long)]
+        org: String,
+        /// Numeric user id carried by the key (0 for a service key).
+        #[arg(long, default_value_t = 0)]
+        user: u64,
+        /// Limit the key to these workspaces (repeatable); none means every workspace.
+        #[arg(long = "workspace")]
+        workspaces: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AppCommand {
+    /// Store a provider app's client id and secret (the secret is read from standard input).
+    Set {
+        slug: String,
+        #[arg(long)]
+        client_id: String,
+        #[arg(long, required = true)]
+        client_secret_stdin: bool,
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProvidersCommand {
+    /// One line per provider, built-in and from BROKER_PROVIDERS_FILE.
+    List,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> broker::Result<()> {
+    let backend = match cli.backend {
+        BackendArg::Embedded => "embedded",
+        BackendArg::Aws => "aws",
+    };
+    let addr = match &cli.command {
+        Command::Serve { addr } => Some(*addr),
+        _ => None,
+    };
+    let config = brokerctl::config(backend, addr)?;
+    match cli.command {
+        Command::Serve { addr } => {
+            lambda_http::tracing::init_default_subscriber();
+            brokerctl::server::run(config, addr).await
+        }
+        Command::Init => Ok(println!("{}", Admin::connect(config).await?.init().await?)),
+        Command::Org {
+            command: OrgCommand::Create { org, redirect_urls },
+        } => {
+            let org = Admin::connect(config)
+                .await?
+                .org_create(&org, &redirect_urls)
+                .await?;
+            Ok(println!(
+                "organization {} registered with {} redirect URL(s)",
+                org.id,
+                org.redirect_urls.len()
+            ))
+        }
+        Command::Key {
+            command:
+                KeyCommand::Create {
+                    org,
+                    user,
+                    workspaces,
+                },
+        } => {
+            let key = Admin::connect(config)
+                .await?
+                .key_create(&org, user, workspaces)
+                .await?;
+            println!("API key for organization {org} (shown once, store it now):");
+            Ok(println!("{key}"))
+        }
+        Command::App {
+            command:
+                AppCommand::Set {
+                    slug,
+                    client_id,
+                    client_secret_stdin: _,
+                    org,
+                    workspace,
+                },
+        } => {
+            let secret = admin::read_secret_stdin()?;
+            let admin = Admin::connect(config).await?;
+            let name = admin
+                .app_set(
+                    &slug,
+                    &client_id,
+                    secret,
+                    org.as_deref(),
+                    workspace.as_deref(),
+                )
+                .await?;
+            Ok(println!("app credentials for {slug} stored at {name}"))
+        }
+        Command::Providers {
+            command: ProvidersCommand::List,
+        } => Ok(print!(
+            "{}",
+            admin::providers_list(&Catalog::load(&config, vec![])?)
+        )),
+    }
+}

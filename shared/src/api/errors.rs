@@ -46,22 +46,49 @@ impl Error {
     fn public_text(&self) -> (String, String, Value) {
         let plain = |m: &str, s: &str| (m.to_string(), s.to_string(), Value::Null);
         match self {
-            Error::Validation { message, system_message, details } => {
-                (message.clone(), system_message.clone(), details.clone())
-            }
-            Error::FlowRejected => plain("The authorization flow is unknown, used or expired.", "Invalid or expired state."),
-            Error::Unauthenticated => plain("Authentication required.", "Missing, unknown or revoked API key."),
-            Error::Forbidden => plain("You do not have access to this resource.", "The API key is not allowed for this organization or workspace."),
-            Error::NotFound(what) => (format!("Not found: {what}."), format!("{what} not found"), Value::Null),
-            Error::MethodNotAllowed => plain("Method not allowed.", "This route does not accept this method."),
-            Error::PayloadTooLarge => plain("Request body too large.", "Request bodies are limited to 64 KiB."),
-            Error::UnsupportedMediaType => plain("Unsupported media type.", "Send Content-Type: application/json."),
+            Error::Validation {
+                message,
+                system_message,
+                details,
+            } => (message.clone(), system_message.clone(), details.clone()),
+            Error::FlowRejected => plain(
+                "The authorization flow is unknown, used or expired.",
+                "Invalid or expired state.",
+            ),
+            Error::Unauthenticated => plain(
+                "Authentication required.",
+                "Missing, unknown or revoked API key.",
+            ),
+            Error::Forbidden => plain(
+                "You do not have access to this resource.",
+                "The API key is not allowed for this organization or workspace.",
+            ),
+            Error::NotFound(what) => (
+                format!("Not found: {what}."),
+                format!("{what} not found"),
+                Value::Null,
+            ),
+            Error::MethodNotAllowed => plain(
+                "Method not allowed.",
+                "This route does not accept this method.",
+            ),
+            Error::PayloadTooLarge => plain(
+                "Request body too large.",
+                "Request bodies are limited to 64 KiB.",
+            ),
+            Error::UnsupportedMediaType => plain(
+                "Unsupported media type.",
+                "Send Content-Type: application/json.",
+            ),
             Error::ProviderFailed { error } => (
                 "The provider refused the authorization.".into(),
                 format!("Token exchange failed: {error}"),
                 json!({ "provider_error": error }),
             ),
-            Error::Unavailable(_) => plain("The service is temporarily unavailable, retry shortly.", "Backend unavailable."),
+            Error::Unavailable(_) => plain(
+                "The service is temporarily unavailable, retry shortly.",
+                "Backend unavailable.",
+            ),
             Error::Internal(_) => plain("An internal error occurred.", "Internal error."),
         }
     }

@@ -21,14 +21,23 @@ pub fn error_page(e: &Error, trace_id: &str) -> Response<Body> {
             "Temporarily unavailable",
             "The service could not finish connecting your account. Please try again in a moment.",
         ),
-        Error::NotFound(_) | Error::MethodNotAllowed => (StatusCode::NOT_FOUND, "Not found", "There is nothing here."),
+        Error::NotFound(_) | Error::MethodNotAllowed => {
+            (StatusCode::NOT_FOUND, "Not found", "There is nothing here.")
+        }
         _ => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "Something went wrong",
             "The service could not finish connecting your account. Return to the application and try again.",
         ),
     };
-    page(status, title, &format!("{text}</p><p><small>Reference: {}</small>", escape(trace_id)))
+    page(
+        status,
+        title,
+        &format!(
+            "{text}</p><p><small>Reference: {}</small>",
+            escape(trace_id)
+        ),
+    )
 }
 
 /// A minimal self-contained HTML page (`body` is trusted markup).
@@ -45,15 +54,24 @@ pub fn page(status: StatusCode, title: &str, body: &str) -> Response<Body> {
         .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
         .header(header::CACHE_CONTROL, "no-store")
         .header("referrer-policy", "no-referrer")
-        .header("content-security-policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+        .header(
+            "content-security-policy",
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+        )
         .header("x-content-type-options", "nosniff");
     if status == StatusCode::SERVICE_UNAVAILABLE {
         builder = builder.header(header::RETRY_AFTER, RETRY_AFTER_SECS);
     }
-    builder.body(Body::Text(html)).unwrap_or_else(|_| Response::new(Body::Empty))
+    builder
+        .body(Body::Text(html))
+        .unwrap_or_else(|_| Response::new(Body::Empty))
 }
 
 /// HTML-escapes text.
 pub fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }

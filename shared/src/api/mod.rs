@@ -28,7 +28,9 @@ const MAX_JSON_DEPTH: usize = 32;
 /// API Gateway's request id, or one generated here; logs and error envelopes carry the same id.
 pub fn request_id(req: &Request) -> String {
     match req.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(ctx)) if ctx.request_id.as_deref().is_some_and(|id| !id.is_empty()) => {
+        Some(RequestContext::ApiGatewayV2(ctx))
+            if ctx.request_id.as_deref().is_some_and(|id| !id.is_empty()) =>
+        {
             ctx.request_id.clone().unwrap_or_default()
         }
         _ => uuid::Uuid::new_v4().to_string(),
@@ -37,7 +39,11 @@ pub fn request_id(req: &Request) -> String {
 
 /// The body as JSON of type `T`, after media-type, size and depth checks.
 pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T> {
-    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("application/json") {
         return Err(Error::UnsupportedMediaType);
@@ -52,7 +58,11 @@ pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| {
         // serde's message names the field and the problem; it never echoes a value.
         let message = format!("invalid request body: {e}");
-        Error::Validation { system_message: message.clone(), message, details: serde_json::Value::Null }
+        Error::Validation {
+            system_message: message.clone(),
+            message,
+            details: serde_json::Value::Null,
+        }
     })
 }
 
@@ -88,7 +98,9 @@ pub fn query(req: &Request) -> Result<HashMap<String, String>> {
     if raw.len() > MAX_QUERY {
         return Err(Error::validation("query string too long"));
     }
-    Ok(url::form_urlencoded::parse(raw.as_bytes()).into_owned().collect())
+    Ok(url::form_urlencoded::parse(raw.as_bytes())
+        .into_owned()
+        .collect())
 }
 
 /// A required query parameter.

@@ -32,7 +32,10 @@ impl<Op: Copy> Route<Op> {
             match (pattern.next(), actual.next()) {
                 (None, None) => return Some(params),
                 (Some(p), Some(a)) if p.starts_with('{') && p.ends_with('}') && !a.is_empty() => {
-                    let decoded = url::form_urlencoded::parse(a.as_bytes()).map(|(k, _)| k).next()?.into_owned();
+                    let decoded = url::form_urlencoded::parse(a.as_bytes())
+                        .map(|(k, _)| k)
+                        .next()?
+                        .into_owned();
                     params.insert(&p[1..p.len() - 1], decoded);
                 }
                 (Some(p), Some(a)) if p == a => {}
@@ -54,7 +57,11 @@ pub fn find<Op: Copy>(routes: &[Route<Op>], method: &Method, path: &str) -> Resu
             path_known = true;
         }
     }
-    Err(if path_known { Error::MethodNotAllowed } else { Error::NotFound("route".into()) })
+    Err(if path_known {
+        Error::MethodNotAllowed
+    } else {
+        Error::NotFound("route".into())
+    })
 }
 
 /// Whether any route of the table has this path, whatever its method.
@@ -67,7 +74,11 @@ mod tests {
     use super::*;
 
     const ROUTES: &[Route<u8>] = &[
-        Route::new(Method::POST, "/v1/organizations/{organization_id}/things", 1),
+        Route::new(
+            Method::POST,
+            "/v1/organizations/{organization_id}/things",
+            1,
+        ),
         Route::new(Method::GET, "/v1/oauth/callback", 2),
     ];
 
@@ -76,8 +87,17 @@ mod tests {
         let (op, params) = find(ROUTES, &Method::POST, "/v1/organizations/org-1/things/").unwrap();
         assert_eq!(op, 1);
         assert_eq!(params["organization_id"], "org-1");
-        assert!(matches!(find(ROUTES, &Method::POST, "/v1/oauth/callback"), Err(Error::MethodNotAllowed)));
-        assert!(matches!(find(ROUTES, &Method::GET, "/v1/organizations//things"), Err(Error::NotFound(_))));
-        assert!(matches!(find(ROUTES, &Method::GET, "/v1/oauth/callback/x"), Err(Error::NotFound(_))));
+        assert!(matches!(
+            find(ROUTES, &Method::POST, "/v1/oauth/callback"),
+            Err(Error::MethodNotAllowed)
+        ));
+        assert!(matches!(
+            find(ROUTES, &Method::GET, "/v1/organizations//things"),
+            Err(Error::NotFound(_))
+        ));
+        assert!(matches!(
+            find(ROUTES, &Method::GET, "/v1/oauth/callback/x"),
+            Err(Error::NotFound(_))
+        ));
     }
 }

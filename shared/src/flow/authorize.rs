@@ -25,7 +25,11 @@ pub struct Authorization {
 }
 
 /// Binds the flow to this browser (first browser wins) and builds the provider's URL.
-pub async fn authorize(app: &App, state: &str, cookie: impl Fn(&str) -> Option<String>) -> Result<Authorization> {
+pub async fn authorize(
+    app: &App,
+    state: &str,
+    cookie: impl Fn(&str) -> Option<String>,
+) -> Result<Authorization> {
     if !is_handle(state) {
         return Err(Error::FlowRejected);
     }
@@ -37,11 +41,18 @@ pub async fn authorize(app: &App, state: &str, cookie: impl Fn(&str) -> Option<S
         None => random_token()?,
     };
     let now = app.clock.now();
-    let flow = app.flows.bind_flow(&key, &sha256_hex(&binding), now).await?;
+    let flow = app
+        .flows
+        .bind_flow(&key, &sha256_hex(&binding), now)
+        .await?;
     let provider = app.catalog.resolve(&flow.provider)?;
     let credentials = app
         .apps
-        .credentials(&flow.provider, &flow.organization_id, flow.workspace_id.as_deref())
+        .credentials(
+            &flow.provider,
+            &flow.organization_id,
+            flow.workspace_id.as_deref(),
+        )
         .await?;
 
     let mut url = Url::parse(&flow.endpoints.authorization_url).map_err(Error::internal)?;
@@ -67,15 +78,23 @@ pub async fn authorize(app: &App, state: &str, cookie: impl Fn(&str) -> Option<S
         }
         q.append_pair("state", state);
         if let Some(verifier) = &flow.pkce_verifier {
-            let challenge = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(verifier.expose().clone()));
+            let challenge = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(
+                verifier.expose().clone(),
+            ));
             q.append_pair("code_challenge", challenge.as_str())
                 .append_pair("code_challenge_method", challenge.method().as_str());
         }
     }
-    let secure = if app.config.secure_cookies() { "; Secure" } else { "" };
+    let secure = if app.config.secure_cookies() {
+        "; Secure"
+    } else {
+        ""
+    };
     let max_age = (flow.expires_at - now).max(0);
     Ok(Authorization {
         provider_url: url,
-        set_cookie: format!("{cookie_name}={binding}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"),
+        set_cookie: format!(
+            "{cookie_name}={binding}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
+        ),
     })
 }

@@ -18,7 +18,11 @@ use crate::{App, Error, Result};
 ///
 /// `Err` means there is no trustworthy redirect target (unknown, used, expired or foreign flow)
 /// or the backend failed; the caller answers a static page.
-pub async fn callback(app: &App, query: &HashMap<String, String>, cookie: impl Fn(&str) -> Option<String>) -> Result<Url> {
+pub async fn callback(
+    app: &App,
+    query: &HashMap<String, String>,
+    cookie: impl Fn(&str) -> Option<String>,
+) -> Result<Url> {
     let state = query.get("state").map(String::as_str).unwrap_or_default();
     if !is_handle(state) {
         return Err(Error::FlowRejected);
@@ -28,24 +32,37 @@ pub async fn callback(app: &App, query: &HashMap<String, String>, cookie: impl F
         .filter(|v| is_handle(v))
         .ok_or(Error::FlowRejected)?;
     let lease_owner = random_token()?;
-    let flow = app.flows.consume_flow(&key, &sha256_hex(&binding), &lease_owner, app.clock.now()).await?;
+    let flow = app
+        .flows
+        .consume_flow(&key, &sha256_hex(&binding), &lease_owner, app.clock.now())
+        .await?;
 
     // The redirect target is checked again: the organization may have unregistered it since.
-    let org = app.orgs.get_org(&flow.organization_id).await?.ok_or(Error::FlowRejected)?;
-    let redirect = RedirectUrl::registered(&flow.redirect_url, &org, &app.config).map_err(|_| Error::FlowRejected)?;
+    let org = app
+        .orgs
+        .get_org(&flow.organization_id)
+        .await?
+        .ok_or(Error::FlowRejected)?;
+    let redirect = RedirectUrl::registered(&flow.redirect_url, &org, &app.config)
+        .map_err(|_| Error::FlowRejected)?;
     let provider = app.catalog.resolve(&flow.provider)?;
 
     match redeem(app, &flow, provider, query).await {
         Ok(tokens) => {
             let params = store(app, &flow, tokens).await?;
-            app.flows.finish_flow(&flow.key, FlowStatus::Completed).await?;
+            app.flows
+                .finish_flow(&flow.key, FlowStatus::Completed)
+                .await?;
             let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
             Ok(redirect.with_params(pairs))
         }
         Err(Refusal { error, description }) => {
             fail(app, &flow).await?;
             tracing::info!(provider = %flow.provider, %error, "flow ended without tokens");
-            Ok(redirect.with_params([("error", error.as_str()), ("error_description", description.as_str())]))
+            Ok(redirect.with_params([
+                ("error", error.as_str()),
+                ("error_description", description.as_str()),
+            ]))
         }
     }
 }
@@ -58,44 +75,78 @@ struct Refusal {
 
 impl Refusal {
     fn new(error: &str, description: &str) -> Self {
-        Refusal { error: sanitize_code(error), description: sanitize_description(description) }
+        Refusal {
+            error: sanitize_code(error),
+            description: sanitize_description(description),
+        }
     }
 }
 
 /// Checks the authorization response and exchanges the code; every refusal is reported to the
 /// platform, with no token request made unless the response was a clean one.
-async fn redeem(app: &App, flow: &Flow, provider: &Provider, query: &HashMap<String, String>) -> Result<TokenSet, Refusal> {
+async fn redeem(
+    app: &App,
+    flow: &Flow,
+    provider: &Provider,
+    query: &HashMap<String, String>,
+) -> Result<TokenSet, Refusal> {
     if let Some(issuer) = &provider.issuer {
         // RFC 9207: a response from another issuer may be a mix-up attack; the code is not sent.
         if query.get("iss") != Some(issuer) {
-            return Err(Refusal::new("invalid_request", "The authorization response came from an unexpected issuer."));
+            return Err(Refusal::new(
+                "invalid_request",
+                "The authorization response came from an unexpected issuer.",
+            ));
         }
     }
     if let Some(error) = query.get("error") {
-        let description = query.get("error_description").map(String::as_str).unwrap_or("The provider did not grant access.");
+        let description = query
+            .get("error_description")
+            .map(String::as_str)
+            .unwrap_or("The provider did not grant access.");
         return Err(Refusal::new(error, description));
     }
     let code = query
         .get("code")
         .filter(|c| !c.is_empty() && c.len() <= 4096)
-        .ok_or_else(|| Refusal::new("invalid_request", "The provider returned no authorization code."))?;
+        .ok_or_else(|| {
+            Refusal::new(
+                "invalid_request",
+                "The provider returned no authorization code.",
+            )
+        })?;
     let credentials = app
         .apps
-        .credentials(&flow.provider, &flow.organization_id, flow.workspace_id.as_deref())
+        .credentials(
+            &flow.provider,
+            &flow.organization_id,
+            flow.workspace_id.as_deref(),
+        )
         .await
         .map_err(|_| Refusal::new("server_error", "The provider app is not configured."))?;
     let verifier = flow.pkce_verifier.as_ref().map(|v| v.expose().as_str());
     let mut tokens = app
         .tokens
-        .exchange_code(provider, &flow.endpoints, &credentials, code, verifier, &flow.provider_redirect_uri)
+        .exchange_code(
+            provider,
+            &flow.endpoints,
+            &credentials,
+            code,
+            verifier,
+            &flow.provider_redirect_uri,
+        )
         .await
         .map_err(|e| match e {
-            Error::ProviderFailed { error } => Refusal::new(&error, "The provider refused the authorization code."),
+            Error::ProviderFailed { error } => {
+                Refusal::new(&error, "The provider refused the authorization code.")
+            }
             _ => Refusal::new("server_error", "The token exchange failed."),
         })?;
     for field in &provider.keep_redirect_fields {
         if let Some(v) = query.get(field) {
-            tokens.metadata.insert(field.clone(), Value::String(v.clone()));
+            tokens
+                .metadata
+                .insert(field.clone(), Value::String(v.clone()));
         }
     }
     Ok(tokens)
@@ -103,13 +154,24 @@ async fn redeem(app: &App, flow: &Flow, provider: &Provider, query: &HashMap<Str
 
 /// Writes the tokens and the authorized connection; returns the references for the redirect.
 async fn store(app: &App, flow: &Flow, tokens: TokenSet) -> Result<Vec<(&'static str, String)>> {
-    let name = names::connection(&app.config.secret_prefix, &flow.organization_id, &flow.connection_id);
+    let name = names::connection(
+        &app.config.secret_prefix,
+        &flow.organization_id,
+        &flow.connection_id,
+    );
     let document = Sensitive::new(serde_json::to_string(&tokens).map_err(Error::internal)?);
     let workspace = flow.workspace_id.as_deref().unwrap_or("-");
-    let tags = [("organization", flow.organization_id.as_str()), ("workspace", workspace), ("provider", flow.provider.as_str())];
+    let tags = [
+        ("organization", flow.organization_id.as_str()),
+        ("workspace", workspace),
+        ("provider", flow.provider.as_str()),
+    ];
     // Derived from the flow: a retried write of the same tokens is one version, not two.
     let request_token = sha256_hex(&format!("vault:{}", flow.key));
-    let secret_id = app.vault.put_secret(&name, &document, &tags, &request_token).await?;
+    let secret_id = app
+        .vault
+        .put_secret(&name, &document, &tags, &request_token)
+        .await?;
 
     let now = app.clock.now();
     let mut connection = app
@@ -121,7 +183,11 @@ async fn store(app: &App, flow: &Flow, tokens: TokenSet) -> Result<Vec<(&'static
     connection.secret_id = Some(secret_id.clone());
     connection.token_expires_at = tokens.expires_at;
     if let Some(scope) = &tokens.scope {
-        connection.scopes = scope.split([' ', ',']).filter(|s| !s.is_empty()).map(str::to_string).collect();
+        connection.scopes = scope
+            .split([' ', ','])
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
     }
     connection.updated_at = now;
     app.connections.put_connection(&connection).await?;
@@ -130,8 +196,16 @@ async fn store(app: &App, flow: &Flow, tokens: TokenSet) -> Result<Vec<(&'static
     Ok(match flow.kind {
         FlowKind::InitiateOauth => vec![
             ("secret_id", secret_id),
-            ("workspace_id", flow.workspace_id.clone().unwrap_or_default()),
-            ("definition_id", flow.definition_id.clone().unwrap_or_else(|| flow.provider.clone())),
+            (
+                "workspace_id",
+                flow.workspace_id.clone().unwrap_or_default(),
+            ),
+            (
+                "definition_id",
+                flow.definition_id
+                    .clone()
+                    .unwrap_or_else(|| flow.provider.clone()),
+            ),
         ],
         FlowKind::Personal => {
             let token = random_token()?;
@@ -144,14 +218,21 @@ async fn store(app: &App, flow: &Flow, tokens: TokenSet) -> Result<Vec<(&'static
                     expires_at: now + app.config.flow_ttl_secs,
                 })
                 .await?;
-            vec![("state_token", token), ("connection_id", flow.connection_id.clone())]
+            vec![
+                ("state_token", token),
+                ("connection_id", flow.connection_id.clone()),
+            ]
         }
     })
 }
 
 async fn fail(app: &App, flow: &Flow) -> Result<()> {
     app.flows.finish_flow(&flow.key, FlowStatus::Failed).await?;
-    if let Some(mut c) = app.connections.get_connection(&flow.organization_id, &flow.connection_id).await? {
+    if let Some(mut c) = app
+        .connections
+        .get_connection(&flow.organization_id, &flow.connection_id)
+        .await?
+    {
         c.status = ConnectionStatus::Failed;
         c.updated_at = app.clock.now();
         app.connections.put_connection(&c).await?;
@@ -163,8 +244,14 @@ async fn fail(app: &App, flow: &Flow) -> Result<()> {
 fn sanitize_code(code: &str) -> String {
     let ok = !code.is_empty()
         && code.len() <= 64
-        && code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
-    if ok { code.to_string() } else { "access_denied".to_string() }
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+    if ok {
+        code.to_string()
+    } else {
+        "access_denied".to_string()
+    }
 }
 
 /// RFC 6749's error_description alphabet (printable ASCII without `"` and `\`), bounded.
@@ -183,7 +270,10 @@ mod tests {
     fn provider_errors_are_sanitized() {
         assert_eq!(sanitize_code("access_denied"), "access_denied");
         assert_eq!(sanitize_code("<script>"), "access_denied");
-        assert_eq!(sanitize_description("no \"way\" \u{1F600}<b>"), "no way <b>");
+        assert_eq!(
+            sanitize_description("no \"way\" \u{1F600}<b>"),
+            "no way <b>"
+        );
         assert_eq!(sanitize_description(&"x".repeat(500)).len(), 200);
     }
 }

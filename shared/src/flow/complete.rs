@@ -13,7 +13,12 @@ fn invalid_state_token() -> Error {
 
 /// Redeems a personal flow's state token (once, within its lifetime, for its own organization)
 /// and activates the connection.
-pub async fn complete_personal(app: &App, caller: &Caller, organization_id: &str, state_token: &str) -> Result<Connection> {
+pub async fn complete_personal(
+    app: &App,
+    caller: &Caller,
+    organization_id: &str,
+    state_token: &str,
+) -> Result<Connection> {
     caller.require_org(organization_id)?;
     if !super::is_handle(state_token) {
         return Err(invalid_state_token());

@@ -39,7 +39,10 @@ pub async fn start(app: &App, caller: &Caller, req: StartRequest) -> Result<Star
     if let Some(ws) = &req.workspace_id {
         caller.require_workspace(ws)?;
     } else if !caller.workspaces.is_empty() && req.kind != FlowKind::Personal {
-        return Err(Error::field("workspace_id", "is required for a key limited to workspaces"));
+        return Err(Error::field(
+            "workspace_id",
+            "is required for a key limited to workspaces",
+        ));
     }
     let provider = app.catalog.resolve(&req.provider)?;
     let org = app
@@ -51,7 +54,9 @@ pub async fn start(app: &App, caller: &Caller, req: StartRequest) -> Result<Star
     let endpoints = provider.resolve_endpoints(&req.inputs, &app.config)?;
     let scopes = provider.select_scopes(&req.requested_scopes, &req.requested_optional_scopes)?;
     // Fail now, not in the user's browser, when the provider app is not configured.
-    app.apps.credentials(&provider.slug, &org.id, req.workspace_id.as_deref()).await?;
+    app.apps
+        .credentials(&provider.slug, &org.id, req.workspace_id.as_deref())
+        .await?;
 
     let state = random_token()?;
     let now = app.clock.now();
@@ -100,5 +105,9 @@ pub async fn start(app: &App, caller: &Caller, req: StartRequest) -> Result<Star
 
     let mut authorize_url = app.config.authorize_url();
     authorize_url.query_pairs_mut().append_pair("flow", &state);
-    Ok(Started { authorize_url: Sensitive::new(authorize_url), connection_id: connection.id, expires_at })
+    Ok(Started {
+        authorize_url: Sensitive::new(authorize_url),
+        connection_id: connection.id,
+        expires_at,
+    })
 }

@@ -71,16 +71,17 @@ impl Catalog {
 
     /// A provider by slug or alias.
     pub fn get(&self, name: &str) -> Option<&Provider> {
-        self.providers
-            .get(name)
-            .or_else(|| self.names.get(name).and_then(|slug| self.providers.get(slug)))
+        self.providers.get(name).or_else(|| {
+            self.names
+                .get(name)
+                .and_then(|slug| self.providers.get(slug))
+        })
     }
 
     /// A provider by slug, alias or Airbyte source definition id.
     pub fn resolve(&self, name_or_definition: &str) -> Result<&Provider> {
-        self.get(name_or_definition).ok_or_else(|| {
-            Error::NotFound(format!("provider `{name_or_definition}`"))
-        })
+        self.get(name_or_definition)
+            .ok_or_else(|| Error::NotFound(format!("provider `{name_or_definition}`")))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Provider> {
@@ -106,7 +107,10 @@ fn compile_inputs(p: &mut Provider) -> Result<()> {
     for (name, spec) in p.inputs.iter_mut() {
         // Anchored whatever the author wrote: a pattern must describe the whole value.
         let re = Regex::new(&format!("^(?:{})$", spec.pattern)).map_err(|e| {
-            Error::validation(format!("provider `{}` input `{name}`: bad pattern: {e}", p.slug))
+            Error::validation(format!(
+                "provider `{}` input `{name}`: bad pattern: {e}",
+                p.slug
+            ))
         })?;
         spec.compiled = Some(re);
     }
@@ -128,7 +132,9 @@ mod tests {
         assert!(c.get("github").is_some());
         assert_eq!(c.resolve("google-sheets").unwrap().slug, "google-sheets");
         assert_eq!(
-            c.resolve("71607ba1-c0ac-4799-8049-7f4b90dd50f7").unwrap().slug,
+            c.resolve("71607ba1-c0ac-4799-8049-7f4b90dd50f7")
+                .unwrap()
+                .slug,
             "google-sheets"
         );
         assert!(matches!(c.resolve("nope"), Err(Error::NotFound(_))));

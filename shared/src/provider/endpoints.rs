@@ -63,19 +63,31 @@ impl Provider {
 /// allowed, and a template with a variable in its host keeps a fixed suffix.
 pub(super) fn check_templates(p: &Provider, config: &Config) -> Result<()> {
     let bad = |what: String| Error::validation(format!("provider `{}`: {what}", p.slug));
-    let urls = [Some(&p.authorization_url), Some(&p.token_url), p.revocation_url.as_ref(), p.userinfo_url.as_ref()];
+    let urls = [
+        Some(&p.authorization_url),
+        Some(&p.token_url),
+        p.revocation_url.as_ref(),
+        p.userinfo_url.as_ref(),
+    ];
     for template in urls.into_iter().flatten() {
         for var in variables(template) {
             if !p.inputs.contains_key(var) {
-                return Err(bad(format!("`{{{var}}}` in {template} is not a declared input")));
+                return Err(bad(format!(
+                    "`{{{var}}}` in {template} is not a declared input"
+                )));
             }
         }
-        let (host_template, _) = split_host(template).ok_or_else(|| bad(format!("{template} is not an absolute URL")))?;
+        let (host_template, _) = split_host(template)
+            .ok_or_else(|| bad(format!("{template} is not an absolute URL")))?;
         if host_template.contains('{') && fixed_suffix(host_template).is_none() {
-            return Err(bad(format!("{template}: a templated host needs a fixed suffix such as `.example.com`")));
+            return Err(bad(format!(
+                "{template}: a templated host needs a fixed suffix such as `.example.com`"
+            )));
         }
         // A sample value for each variable shows the template builds a URL the policy accepts.
-        let sample: String = variables(template).iter().fold(template.clone(), |t, v| t.replace(&format!("{{{v}}}"), "sample"));
+        let sample: String = variables(template).iter().fold(template.clone(), |t, v| {
+            t.replace(&format!("{{{v}}}"), "sample")
+        });
         let url = Url::parse(&sample).map_err(|e| bad(format!("{template}: {e}")))?;
         config.check_url_policy(&url, &format!("provider `{}` endpoint", p.slug))?;
     }
@@ -83,7 +95,8 @@ pub(super) fn check_templates(p: &Provider, config: &Config) -> Result<()> {
 }
 
 fn fill(template: &str, inputs: &BTreeMap<String, String>, config: &Config) -> Result<Url> {
-    let (host_template, _) = split_host(template).ok_or_else(|| Error::internal("endpoint template without a host"))?;
+    let (host_template, _) =
+        split_host(template).ok_or_else(|| Error::internal("endpoint template without a host"))?;
     let mut filled = template.to_string();
     for var in variables(template) {
         let value = inputs.get(var).ok_or_else(|| {
@@ -91,16 +104,27 @@ fn fill(template: &str, inputs: &BTreeMap<String, String>, config: &Config) -> R
         })?;
         let in_host = host_template.contains(&format!("{{{var}}}"));
         if in_host && !is_dns_label(value) {
-            return Err(Error::field("oAuthInputConfiguration", format!("`{var}` must be a single DNS label")));
+            return Err(Error::field(
+                "oAuthInputConfiguration",
+                format!("`{var}` must be a single DNS label"),
+            ));
         }
         let encoded: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
         filled = filled.replace(&format!("{{{var}}}"), &encoded);
     }
-    let url = Url::parse(&filled).map_err(|_| Error::field("oAuthInputConfiguration", "does not build a valid endpoint URL"))?;
+    let url = Url::parse(&filled).map_err(|_| {
+        Error::field(
+            "oAuthInputConfiguration",
+            "does not build a valid endpoint URL",
+        )
+    })?;
     if let Some(suffix) = fixed_suffix(host_template) {
         let host = url.host_str().unwrap_or_default();
         if !host.ends_with(&suffix.to_ascii_lowercase()) || host.len() == suffix.len() {
-            return Err(Error::field("oAuthInputConfiguration", "builds a host outside the provider's domain"));
+            return Err(Error::field(
+                "oAuthInputConfiguration",
+                "builds a host outside the provider's domain",
+            ));
         }
     }
     config.check_url_policy(&url, "provider endpoint")?;
@@ -112,7 +136,9 @@ fn variables(template: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut rest = template;
     while let Some(start) = rest.find('{') {
-        let Some(len) = rest[start..].find('}') else { break };
+        let Some(len) = rest[start..].find('}') else {
+            break;
+        };
         out.push(&rest[start + 1..start + len]);
         rest = &rest[start + len + 1..];
     }
@@ -122,7 +148,9 @@ fn variables(template: &str) -> Vec<&str> {
 /// The authority part of a URL template and what follows it.
 fn split_host(template: &str) -> Option<(&str, &str)> {
     let after_scheme = template.split_once("://")?.1;
-    let end = after_scheme.find(['/', '?', '#']).unwrap_or(after_scheme.len());
+    let end = after_scheme
+        .find(['/', '?', '#'])
+        .unwrap_or(after_scheme.len());
     Some((&after_scheme[..end], &after_scheme[end..]))
 }
 
@@ -138,7 +166,9 @@ fn is_dns_label(value: &str) -> bool {
     let bytes = value.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= 63
-        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && bytes[0] != b'-'
         && bytes[bytes.len() - 1] != b'-'
 }
@@ -149,11 +179,15 @@ mod tests {
     use crate::provider::Catalog;
 
     fn config() -> Config {
-        Config::from_lookup(|k| (k == "BROKER_PUBLIC_URL").then(|| "https://broker.example".into())).unwrap()
+        Config::from_lookup(|k| (k == "BROKER_PUBLIC_URL").then(|| "https://broker.example".into()))
+            .unwrap()
     }
 
     fn inputs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -161,7 +195,9 @@ mod tests {
         let c = config();
         let catalog = Catalog::load(&c, vec![]).unwrap();
         let z = catalog.get("zendesk-support").unwrap();
-        let e = z.resolve_endpoints(&inputs(&[("subdomain", "acme")]), &c).unwrap();
+        let e = z
+            .resolve_endpoints(&inputs(&[("subdomain", "acme")]), &c)
+            .unwrap();
         assert_eq!(e.token_url, "https://acme.zendesk.com/oauth/tokens");
     }
 
@@ -170,11 +206,31 @@ mod tests {
         let c = config();
         let catalog = Catalog::load(&c, vec![]).unwrap();
         let z = catalog.get("zendesk-support").unwrap();
-        for evil in ["evil.com#", "evil.com/", "a.b", "127.0.0.1", "x@evil", "-a", "", "EVIL"] {
-            assert!(z.resolve_endpoints(&inputs(&[("subdomain", evil)]), &c).is_err(), "{evil}");
+        for evil in [
+            "evil.com#",
+            "evil.com/",
+            "a.b",
+            "127.0.0.1",
+            "x@evil",
+            "-a",
+            "",
+            "EVIL",
+        ] {
+            assert!(
+                z.resolve_endpoints(&inputs(&[("subdomain", evil)]), &c)
+                    .is_err(),
+                "{evil}"
+            );
         }
-        assert!(z.resolve_endpoints(&inputs(&[]), &c).is_err(), "required input");
-        assert!(z.resolve_endpoints(&inputs(&[("subdomain", "a"), ("other", "b")]), &c).is_err(), "unknown input");
+        assert!(
+            z.resolve_endpoints(&inputs(&[]), &c).is_err(),
+            "required input"
+        );
+        assert!(
+            z.resolve_endpoints(&inputs(&[("subdomain", "a"), ("other", "b")]), &c)
+                .is_err(),
+            "unknown input"
+        );
     }
 
     #[test]

@@ -97,7 +97,9 @@ impl TokenClient {
             StandardRevocableToken,
             BasicRevocationErrorResponse,
         >::new(ClientId::new(credentials.client_id.clone()))
-        .set_client_secret(ClientSecret::new(credentials.client_secret.expose().clone()))
+        .set_client_secret(ClientSecret::new(
+            credentials.client_secret.expose().clone(),
+        ))
         .set_token_uri(token_url)
         .set_redirect_uri(redirect)
         .set_auth_type(match provider.client_auth {
@@ -140,7 +142,9 @@ impl TokenClient {
 }
 
 /// Only the provider's `error` code survives: its body may echo the code or a token.
-fn provider_error(e: RequestTokenError<HttpClientError<reqwest::Error>, BasicErrorResponse>) -> Error {
+fn provider_error(
+    e: RequestTokenError<HttpClientError<reqwest::Error>, BasicErrorResponse>,
+) -> Error {
     let error = match &e {
         RequestTokenError::ServerResponse(r) => r.error().as_ref().to_string(),
         RequestTokenError::Request(_) => "provider_unreachable".to_string(),

@@ -135,15 +135,25 @@ impl Provider {
     }
 
     /// The scopes of a flow: the entry's own plus requested ones it declares; others are refused.
-    pub fn select_scopes(&self, requested: &[String], requested_optional: &[String]) -> crate::Result<Vec<String>> {
+    pub fn select_scopes(
+        &self,
+        requested: &[String],
+        requested_optional: &[String],
+    ) -> crate::Result<Vec<String>> {
         let mut scopes = self.scopes.clone();
-        for (field, list) in [("requestedScopes", requested), ("requestedOptionalScopes", requested_optional)] {
+        for (field, list) in [
+            ("requestedScopes", requested),
+            ("requestedOptionalScopes", requested_optional),
+        ] {
             for scope in list {
                 let declared = self.scopes.contains(scope) || self.optional_scopes.contains(scope);
                 if !declared {
                     return Err(crate::Error::field(
                         field,
-                        format!("scope `{scope}` is not declared by provider `{}`", self.slug),
+                        format!(
+                            "scope `{scope}` is not declared by provider `{}`",
+                            self.slug
+                        ),
                     ));
                 }
                 if !scopes.contains(scope) {

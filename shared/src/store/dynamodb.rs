@@ -67,7 +67,10 @@ where
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoStore { client, table: table.into() }
+        DynamoStore {
+            client,
+            table: table.into(),
+        }
     }
 
     /// Creates the table with its GSI and turns TTL on, where missing (`brokerctl init`).
@@ -79,12 +82,22 @@ impl DynamoStore {
                 .build()
                 .map_err(Error::internal)
         };
-        let key = |name: &str, kind| KeySchemaElement::builder().attribute_name(name).key_type(kind).build().map_err(Error::internal);
+        let key = |name: &str, kind| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .map_err(Error::internal)
+        };
         let gsi = GlobalSecondaryIndex::builder()
             .index_name("gsi1")
             .key_schema(key("gsi1pk", KeyType::Hash)?)
             .key_schema(key("gsi1sk", KeyType::Range)?)
-            .projection(Projection::builder().projection_type(ProjectionType::All).build())
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::All)
+                    .build(),
+            )
             .build()
             .map_err(Error::internal)?;
         let created = self
@@ -103,7 +116,9 @@ impl DynamoStore {
             .await;
         match created {
             Ok(_) => {}
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_in_use_exception()) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_resource_in_use_exception()) => {}
             Err(e) => return Err(sdk_error("CreateTable", e)),
         }
         let ttl = self
@@ -149,7 +164,11 @@ impl DynamoStore {
     }
 
     async fn put(&self, item: Item, only_if_absent: bool) -> Result<bool> {
-        let mut req = self.client.put_item().table_name(&self.table).set_item(Some(item));
+        let mut req = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item));
         if only_if_absent {
             req = req.condition_expression("attribute_not_exists(pk)");
         }
@@ -164,7 +183,10 @@ impl DynamoStore {
 #[async_trait]
 impl FlowStore for DynamoStore {
     async fn create_flow(&self, flow: &Flow) -> Result<()> {
-        if self.put(to_item(keys::flow(&flow.key), flow)?, true).await? {
+        if self
+            .put(to_item(keys::flow(&flow.key), flow)?, true)
+            .await?
+        {
             Ok(())
         } else {
             Err(Error::internal("flow key collision"))
@@ -196,7 +218,13 @@ impl FlowStore for DynamoStore {
         }
     }
 
-    async fn consume_flow(&self, flow_key: &str, binding_hash: &str, lease_owner: &str, now: i64) -> Result<Flow> {
+    async fn consume_flow(
+        &self,
+        flow_key: &str,
+        binding_hash: &str,
+        lease_owner: &str,
+        now: i64,
+    ) -> Result<Flow> {
         let out = self
             .client
             .update_item()
@@ -220,7 +248,12 @@ impl FlowStore for DynamoStore {
             Err(e) if is_condition_failure(&e) => {
                 // The SDK may have retried a write that had already succeeded: that is our own lease.
                 match self.get::<Flow>(keys::flow(flow_key)).await? {
-                    Some(f) if f.status == FlowStatus::Consumed && f.lease_owner.as_deref() == Some(lease_owner) => Ok(f),
+                    Some(f)
+                        if f.status == FlowStatus::Consumed
+                            && f.lease_owner.as_deref() == Some(lease_owner) =>
+                    {
+                        Ok(f)
+                    }
                     _ => Err(Error::FlowRejected),
                 }
             }
@@ -251,7 +284,10 @@ impl ConnectionStore for DynamoStore {
         let mut item = to_item(keys::connection(&c.organization_id, &c.id), c)?;
         // Listing index: by organization and workspace, newest last.
         let workspace = c.workspace_id.as_deref().unwrap_or("-");
-        item.insert("gsi1pk".into(), s(format!("WS#{}#{workspace}", c.organization_id)));
+        item.insert(
+            "gsi1pk".into(),
+            s(format!("WS#{}#{workspace}", c.organization_id)),
+        );
         item.insert("gsi1sk".into(), s(format!("{:020}#{}", c.created_at, c.id)));
         self.put(item, false).await?;
         Ok(())
@@ -265,11 +301,17 @@ impl ConnectionStore for DynamoStore {
 #[async_trait]
 impl StateTokenStore for DynamoStore {
     async fn create_state_token(&self, t: &StateToken) -> Result<()> {
-        self.put(to_item(keys::state_token(&t.token_hash), t)?, true).await?;
+        self.put(to_item(keys::state_token(&t.token_hash), t)?, true)
+            .await?;
         Ok(())
     }
 
-    async fn consume_state_token(&self, token_hash: &str, organization_id: &str, now: i64) -> Result<Option<StateToken>> {
+    async fn consume_state_token(
+        &self,
+        token_hash: &str,
+        organization_id: &str,
+        now: i64,
+    ) -> Result<Option<StateToken>> {
         let out = self
             .client
             .delete_item()
@@ -292,7 +334,8 @@ impl StateTokenStore for DynamoStore {
 #[async_trait]
 impl KeyStore for DynamoStore {
     async fn put_key(&self, k: &ApiKeyRecord) -> Result<()> {
-        self.put(to_item(keys::api_key(&k.key_hash), k)?, false).await?;
+        self.put(to_item(keys::api_key(&k.key_hash), k)?, false)
+            .await?;
         Ok(())
     }
 

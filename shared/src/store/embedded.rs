@@ -37,9 +37,11 @@ fn db_err(e: impl std::fmt::Display) -> Error {
 
 impl Db {
     pub fn open(dir: &Path) -> Result<Arc<Db>> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::validation(format!("BROKER_DATA_DIR {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::validation(format!("BROKER_DATA_DIR {}: {e}", dir.display())))?;
         let conn = rusqlite::Connection::open(dir.join(DB_FILE)).map_err(db_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(db_err)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;
@@ -49,19 +51,26 @@ impl Db {
                  tags TEXT NOT NULL, request_token TEXT NOT NULL) WITHOUT ROWID;",
         )
         .map_err(db_err)?;
-        Ok(Arc::new(Db { conn: Mutex::new(conn) }))
+        Ok(Arc::new(Db {
+            conn: Mutex::new(conn),
+        }))
     }
 
-    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<R>) -> Result<R> {
+    pub(crate) fn with<R>(
+        &self,
+        f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<R>,
+    ) -> Result<R> {
         let mut conn = self.conn.lock().map_err(|_| db_err("lock poisoned"))?;
         f(&mut conn).map_err(db_err)
     }
 
     fn get<T: DeserializeOwned>(&self, pk: &str) -> Result<Option<T>> {
         let data: Option<String> = self.with(|c| {
-            c.query_row("SELECT data FROM items WHERE pk = ?1", [pk], |r| r.get(0)).optional()
+            c.query_row("SELECT data FROM items WHERE pk = ?1", [pk], |r| r.get(0))
+                .optional()
         })?;
-        data.map(|d| serde_json::from_str(&d).map_err(db_err)).transpose()
+        data.map(|d| serde_json::from_str(&d).map_err(db_err))
+            .transpose()
     }
 
     fn put<T: Serialize>(&self, pk: &str, value: &T, only_if_absent: bool) -> Result<bool> {
@@ -82,21 +91,30 @@ impl Db {
         apply: impl FnOnce(&mut T) -> bool,
     ) -> Result<Outcome<T>> {
         let mut conn = self.conn.lock().map_err(|_| db_err("lock poisoned"))?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
         let data: Option<String> = tx
             .query_row("SELECT data FROM items WHERE pk = ?1", [pk], |r| r.get(0))
             .optional()
             .map_err(db_err)?;
-        let Some(data) = data else { return Ok(Outcome::Missing) };
+        let Some(data) = data else {
+            return Ok(Outcome::Missing);
+        };
         let mut value: T = serde_json::from_str(&data).map_err(db_err)?;
         if !apply(&mut value) {
             return Ok(Outcome::Refused(value));
         }
         if delete {
-            tx.execute("DELETE FROM items WHERE pk = ?1", [pk]).map_err(db_err)?;
+            tx.execute("DELETE FROM items WHERE pk = ?1", [pk])
+                .map_err(db_err)?;
         } else {
             let data = serde_json::to_string(&value).map_err(db_err)?;
-            tx.execute("UPDATE items SET data = ?2 WHERE pk = ?1", params![pk, data]).map_err(db_err)?;
+            tx.execute(
+                "UPDATE items SET data = ?2 WHERE pk = ?1",
+                params![pk, data],
+            )
+            .map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
         Ok(Outcome::Applied(value))
@@ -140,7 +158,13 @@ impl FlowStore for EmbeddedStore {
         }
     }
 
-    async fn consume_flow(&self, key: &str, binding_hash: &str, lease_owner: &str, now: i64) -> Result<Flow> {
+    async fn consume_flow(
+        &self,
+        key: &str,
+        binding_hash: &str,
+        lease_owner: &str,
+        now: i64,
+    ) -> Result<Flow> {
         let outcome = self.db.modify(&keys::flow(key), false, |f: &mut Flow| {
             let ok = f.status == FlowStatus::Pending
                 && f.expires_at > now
@@ -153,7 +177,12 @@ impl FlowStore for EmbeddedStore {
         })?;
         match outcome {
             Outcome::Applied(f) => Ok(f),
-            Outcome::Refused(f) if f.lease_owner.as_deref() == Some(lease_owner) && f.status == FlowStatus::Consumed => Ok(f),
+            Outcome::Refused(f)
+                if f.lease_owner.as_deref() == Some(lease_owner)
+                    && f.status == FlowStatus::Consumed =>
+            {
+                Ok(f)
+            }
             _ => Err(Error::FlowRejected),
         }
     }
@@ -170,7 +199,8 @@ impl FlowStore for EmbeddedStore {
 #[async_trait]
 impl ConnectionStore for EmbeddedStore {
     async fn put_connection(&self, c: &Connection) -> Result<()> {
-        self.db.put(&keys::connection(&c.organization_id, &c.id), c, false)?;
+        self.db
+            .put(&keys::connection(&c.organization_id, &c.id), c, false)?;
         Ok(())
     }
 
@@ -186,10 +216,17 @@ impl StateTokenStore for EmbeddedStore {
         Ok(())
     }
 
-    async fn consume_state_token(&self, token_hash: &str, organization_id: &str, now: i64) -> Result<Option<StateToken>> {
-        let outcome = self.db.modify(&keys::state_token(token_hash), true, |t: &mut StateToken| {
-            t.organization_id == organization_id && t.expires_at > now
-        })?;
+    async fn consume_state_token(
+        &self,
+        token_hash: &str,
+        organization_id: &str,
+        now: i64,
+    ) -> Result<Option<StateToken>> {
+        let outcome = self.db.modify(
+            &keys::state_token(token_hash),
+            true,
+            |t: &mut StateToken| t.organization_id == organization_id && t.expires_at > now,
+        )?;
         Ok(match outcome {
             Outcome::Applied(t) => Some(t),
             _ => None,

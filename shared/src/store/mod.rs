@@ -26,7 +26,13 @@ pub trait FlowStore: Send + Sync {
 
     /// Takes a pending, unexpired flow bound to this browser, exactly once across all callers.
     /// A repeat by the same `lease_owner` (a retried write) gets the flow again.
-    async fn consume_flow(&self, key: &str, binding_hash: &str, lease_owner: &str, now: i64) -> Result<Flow>;
+    async fn consume_flow(
+        &self,
+        key: &str,
+        binding_hash: &str,
+        lease_owner: &str,
+        now: i64,
+    ) -> Result<Flow>;
 
     /// Records how a consumed flow ended.
     async fn finish_flow(&self, key: &str, status: FlowStatus) -> Result<()>;
@@ -43,7 +49,12 @@ pub trait ConnectionStore: Send + Sync {
 pub trait StateTokenStore: Send + Sync {
     async fn create_state_token(&self, token: &StateToken) -> Result<()>;
     /// Deletes and returns the token if it exists, belongs to the organization and has not expired.
-    async fn consume_state_token(&self, token_hash: &str, organization_id: &str, now: i64) -> Result<Option<StateToken>>;
+    async fn consume_state_token(
+        &self,
+        token_hash: &str,
+        organization_id: &str,
+        now: i64,
+    ) -> Result<Option<StateToken>>;
 }
 
 #[async_trait]

@@ -27,14 +27,19 @@ pub struct EmbeddedVault {
 impl EmbeddedVault {
     pub fn open(db: Arc<Db>, dir: &Path) -> Result<Self> {
         let key = load_or_create_key(&dir.join(KEY_FILE))?;
-        Ok(EmbeddedVault { db, cipher: XChaCha20Poly1305::new(Key::from_slice(&key)) })
+        Ok(EmbeddedVault {
+            db,
+            cipher: XChaCha20Poly1305::new(Key::from_slice(&key)),
+        })
     }
 }
 
 fn load_or_create_key(path: &Path) -> Result<[u8; 32]> {
     let io = |e: std::io::Error| Error::internal(format!("vault key {}: {e}", path.display()));
     match std::fs::read(path) {
-        Ok(bytes) => bytes.try_into().map_err(|_| Error::internal(format!("vault key {} is not 32 bytes", path.display()))),
+        Ok(bytes) => bytes
+            .try_into()
+            .map_err(|_| Error::internal(format!("vault key {} is not 32 bytes", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = random_bytes::<32>()?;
             let mut options = std::fs::OpenOptions::new();
@@ -57,14 +62,31 @@ fn load_or_create_key(path: &Path) -> Result<[u8; 32]> {
 
 #[async_trait]
 impl Vault for EmbeddedVault {
-    async fn put_secret(&self, name: &str, value: &Sensitive<String>, tags: &[(&str, &str)], request_token: &str) -> Result<String> {
+    async fn put_secret(
+        &self,
+        name: &str,
+        value: &Sensitive<String>,
+        tags: &[(&str, &str)],
+        request_token: &str,
+    ) -> Result<String> {
         let nonce = random_bytes::<24>()?;
         let sealed = self
             .cipher
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: value.expose().as_bytes(), aad: name.as_bytes() })
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: value.expose().as_bytes(),
+                    aad: name.as_bytes(),
+                },
+            )
             .map_err(|_| Error::internal("vault encryption failed"))?;
-        let tags = serde_json::to_string(&tags.iter().map(|(k, v)| (*k, *v)).collect::<std::collections::BTreeMap<_, _>>())
-            .map_err(Error::internal)?;
+        let tags = serde_json::to_string(
+            &tags
+                .iter()
+                .map(|(k, v)| (*k, *v))
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        )
+        .map_err(Error::internal)?;
         self.db.with(|c| {
             c.execute(
                 "INSERT OR REPLACE INTO secrets (name, nonce, ciphertext, tags, request_token) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -76,17 +98,33 @@ impl Vault for EmbeddedVault {
 
     async fn get_secret(&self, name: &str) -> Result<Option<Sensitive<String>>> {
         let row: Option<(Vec<u8>, Vec<u8>)> = self.db.with(|c| {
-            c.query_row("SELECT nonce, ciphertext FROM secrets WHERE name = ?1", [name], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
+            c.query_row(
+                "SELECT nonce, ciphertext FROM secrets WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
         })?;
-        let Some((nonce, sealed)) = row else { return Ok(None) };
+        let Some((nonce, sealed)) = row else {
+            return Ok(None);
+        };
         if nonce.len() != 24 {
             return Err(Error::internal("vault: bad nonce"));
         }
         let plain = self
             .cipher
-            .decrypt(XNonce::from_slice(&nonce), Payload { msg: &sealed, aad: name.as_bytes() })
-            .map_err(|_| Error::internal(format!("vault: secret {name} does not open with this key")))?;
-        String::from_utf8(plain).map(|s| Some(Sensitive::new(s))).map_err(Error::internal)
+            .decrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &sealed,
+                    aad: name.as_bytes(),
+                },
+            )
+            .map_err(|_| {
+                Error::internal(format!("vault: secret {name} does not open with this key"))
+            })?;
+        String::from_utf8(plain)
+            .map(|s| Some(Sensitive::new(s)))
+            .map_err(Error::internal)
     }
 }

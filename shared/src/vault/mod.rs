@@ -19,7 +19,13 @@ use crate::{Error, Result};
 pub trait Vault: Send + Sync {
     /// Writes `value` under `name` (creating or adding a version) and returns the secret's id (an
     /// ARN on AWS). `request_token` makes a retried write of the same value a no-op.
-    async fn put_secret(&self, name: &str, value: &Sensitive<String>, tags: &[(&str, &str)], request_token: &str) -> Result<String>;
+    async fn put_secret(
+        &self,
+        name: &str,
+        value: &Sensitive<String>,
+        tags: &[(&str, &str)],
+        request_token: &str,
+    ) -> Result<String>;
 
     async fn get_secret(&self, name: &str) -> Result<Option<Sensitive<String>>>;
 }
@@ -62,12 +68,29 @@ pub struct AppRegistry {
 
 impl AppRegistry {
     pub fn new(vault: Arc<dyn Vault>, prefix: impl Into<String>) -> Self {
-        AppRegistry { vault, prefix: prefix.into(), cache: Mutex::new(HashMap::new()) }
+        AppRegistry {
+            vault,
+            prefix: prefix.into(),
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
-    pub async fn credentials(&self, slug: &str, org: &str, workspace: Option<&str>) -> Result<AppCredentials> {
-        let cache_key = (slug.to_string(), org.to_string(), workspace.map(str::to_string));
-        if let Some((at, creds)) = self.cache.lock().ok().and_then(|c| c.get(&cache_key).cloned())
+    pub async fn credentials(
+        &self,
+        slug: &str,
+        org: &str,
+        workspace: Option<&str>,
+    ) -> Result<AppCredentials> {
+        let cache_key = (
+            slug.to_string(),
+            org.to_string(),
+            workspace.map(str::to_string),
+        );
+        if let Some((at, creds)) = self
+            .cache
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&cache_key).cloned())
             && at.elapsed() < APP_CACHE_TTL
         {
             return Ok(creds);
@@ -79,8 +102,11 @@ impl AppRegistry {
         ];
         for name in candidates.into_iter().flatten() {
             if let Some(raw) = self.vault.get_secret(&name).await? {
-                let creds: AppCredentials = serde_json::from_str(raw.expose())
-                    .map_err(|_| Error::internal(format!("app credentials at {name} are not {{client_id, client_secret}} JSON")))?;
+                let creds: AppCredentials = serde_json::from_str(raw.expose()).map_err(|_| {
+                    Error::internal(format!(
+                        "app credentials at {name} are not {{client_id, client_secret}} JSON"
+                    ))
+                })?;
                 if let Ok(mut cache) = self.cache.lock() {
                     if cache.len() >= APP_CACHE_MAX {
                         cache.clear();
@@ -113,13 +139,25 @@ where
         "LimitExceededException",
     ];
     let transient = match &e {
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
-        SdkError::ServiceError(se) => se.err().code().is_some_and(|c| transient_codes.contains(&c)),
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(se) => se
+            .err()
+            .code()
+            .is_some_and(|c| transient_codes.contains(&c)),
         _ => false,
     };
     let detail = match &e {
-        SdkError::ServiceError(se) => format!("{operation}: {}", se.err().code().unwrap_or("service error")),
+        SdkError::ServiceError(se) => format!(
+            "{operation}: {}",
+            se.err().code().unwrap_or("service error")
+        ),
         other => format!("{operation}: {other}"),
     };
-    if transient { Error::Unavailable(detail) } else { Error::Internal(detail) }
+    if transient {
+        Error::Unavailable(detail)
+    } else {
+        Error::Internal(detail)
+    }
 }

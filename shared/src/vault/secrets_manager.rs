@@ -22,7 +22,13 @@ impl SecretsManagerVault {
 
 #[async_trait]
 impl Vault for SecretsManagerVault {
-    async fn put_secret(&self, name: &str, value: &Sensitive<String>, tags: &[(&str, &str)], request_token: &str) -> Result<String> {
+    async fn put_secret(
+        &self,
+        name: &str,
+        value: &Sensitive<String>,
+        tags: &[(&str, &str)],
+        request_token: &str,
+    ) -> Result<String> {
         let tags = tags
             .iter()
             .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
@@ -38,8 +44,13 @@ impl Vault for SecretsManagerVault {
             .send()
             .await;
         match created {
-            Ok(out) => out.arn.ok_or_else(|| Error::internal("CreateSecret returned no ARN")),
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_exists_exception()) => {
+            Ok(out) => out
+                .arn
+                .ok_or_else(|| Error::internal("CreateSecret returned no ARN")),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_resource_exists_exception()) =>
+            {
                 let out = self
                     .client
                     .put_secret_value()
@@ -49,7 +60,8 @@ impl Vault for SecretsManagerVault {
                     .send()
                     .await
                     .map_err(|e| sdk_error("PutSecretValue", e))?;
-                out.arn.ok_or_else(|| Error::internal("PutSecretValue returned no ARN"))
+                out.arn
+                    .ok_or_else(|| Error::internal("PutSecretValue returned no ARN"))
             }
             Err(e) => Err(sdk_error("CreateSecret", e)),
         }
@@ -58,7 +70,12 @@ impl Vault for SecretsManagerVault {
     async fn get_secret(&self, name: &str) -> Result<Option<Sensitive<String>>> {
         match self.client.get_secret_value().secret_id(name).send().await {
             Ok(out) => Ok(out.secret_string.map(Sensitive::new)),
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_not_found_exception()) => Ok(None),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_resource_not_found_exception()) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(sdk_error("GetSecretValue", e)),
         }
     }

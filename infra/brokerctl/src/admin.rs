@@ -1,0 +1,168 @@
+//! The admin commands of DESIGN §7, over whichever backend the configuration names.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use broker::auth::new_api_key;
+use broker::org::Org;
+use broker::provider::Catalog;
+use broker::redirect::RedirectUrl;
+use broker::secret::Sensitive;
+use broker::store::Store;
+use broker::vault::{AppCredentials, Vault, names};
+use broker::{App, Config, Error, Result};
+
+pub struct Admin {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub vault: Arc<dyn Vault>,
+}
+
+impl Admin {
+    pub async fn connect(config: Config) -> Result<Self> {
+        let (store, vault) = App::backend(&config).await?;
+        Ok(Admin {
+            config,
+            store,
+            vault,
+        })
+    }
+
+    /// Creates the table (with TTL) or the embedded file, where missing.
+    pub async fn init(&self) -> Result<String> {
+        App::init_backend(&self.config).await?;
+        Ok(match self.config.backend {
+            broker::config::Backend::Aws => {
+                format!("table {} ready (TTL on expires_at)", self.config.table)
+            }
+            broker::config::Backend::Embedded => {
+                format!("embedded store ready in {}", self.config.data_dir.display())
+            }
+        })
+    }
+
+    /// Registers an organization, or replaces its redirect URLs.
+    pub async fn org_create(&self, id: &str, redirect_urls: &[String]) -> Result<Org> {
+        check_id("organization", id)?;
+        if redirect_urls.is_empty() {
+            return Err(Error::validation("at least one --redirect-url is required"));
+        }
+        for url in redirect_urls {
+            RedirectUrl::well_formed(url, &self.config)?;
+        }
+        let created_at = self
+            .store
+            .get_org(id)
+            .await?
+            .map(|o| o.created_at)
+            .unwrap_or_else(|| chrono::Utc::now().timestamp());
+        let org = Org {
+            id: id.to_string(),
+            redirect_urls: redirect_urls.to_vec(),
+            created_at,
+        };
+        self.store.put_org(&org).await?;
+        Ok(org)
+    }
+
+    /// Creates an API key and returns it; only its hash is stored.
+    pub async fn key_create(
+        &self,
+        org: &str,
+        user: u64,
+        workspaces: Vec<String>,
+    ) -> Result<String> {
+        if self.store.get_org(org).await?.is_none() {
+            return Err(Error::validation(format!(
+                "organization `{org}` does not exist (brokerctl org create)"
+            )));
+        }
+        let (key, record) = new_api_key(org, user, workspaces)?;
+        self.store.put_key(&record).await?;
+        Ok(key)
+    }
+
+    /// Stores a provider app's credentials at the default, organization or workspace level.
+    pub async fn app_set(
+        &self,
+        slug: &str,
+        client_id: &str,
+        client_secret: String,
+        org: Option<&str>,
+        workspace: Option<&str>,
+    ) -> Result<String> {
+        check_id("provider slug", slug)?;
+        if workspace.is_some() && org.is_none() {
+            return Err(Error::validation("--workspace needs --org"));
+        }
+        if client_id.is_empty() || client_secret.is_empty() {
+            return Err(Error::validation("client id and secret must not be empty"));
+        }
+        let name = names::app(&self.config.secret_prefix, slug, org, workspace);
+        let creds = AppCredentials {
+            client_id: client_id.to_string(),
+            client_secret: Sensitive::new(client_secret),
+        };
+        let doc = Sensitive::new(serde_json::to_string(&creds).map_err(Error::internal)?);
+        let token =
+            broker::crypto::sha256_hex(&format!("app:{name}:{}", broker::crypto::random_token()?));
+        self.vault
+            .put_secret(&name, &doc, &[("provider", slug)], &token)
+            .await?;
+        Ok(name)
+    }
+}
+
+/// One line per provider: slug, name and the quirks that set it apart.
+pub fn providers_list(catalog: &Catalog) -> String {
+    catalog
+        .iter()
+        .map(|p| {
+            let mut quirks = vec![
+                format!("pkce={:?}", p.pkce).to_lowercase(),
+                format!("auth={:?}", p.client_auth).to_lowercase(),
+            ];
+            if !p.inputs.is_empty() {
+                quirks.push(format!(
+                    "inputs={}",
+                    p.inputs.keys().cloned().collect::<Vec<_>>().join(",")
+                ));
+            }
+            if !p.authorize_params.is_empty() {
+                quirks.push(format!(
+                    "params={}",
+                    p.authorize_params
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ));
+            }
+            format!("{:<24} {:<28} {}\n", p.slug, p.name, quirks.join(" "))
+        })
+        .collect()
+}
+
+/// Reads a secret from standard input (trailing newline dropped), so it never sits in argv.
+pub fn read_secret_stdin() -> Result<String> {
+    let mut s = String::new();
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .map_err(|e| Error::validation(format!("reading stdin: {e}")))?;
+    Ok(s.trim_end_matches(['\r', '\n']).to_string())
+}
+
+fn check_id(what: &str, id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::validation(format!(
+            "{what} `{id}`: use letters, digits, - _ . (1..128)"
+        )))
+    }
+}

@@ -1,0 +1,272 @@
+//! The sandbox provider of `brokerctl serve`: a real (if tiny) OAuth 2.0 authorization server on
+//! the same loopback port, with an Allow/Deny consent page, single-use codes and PKCE checks, so a
+//! whole flow runs locally with no third-party account.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use broker::api::html;
+use broker::crypto::random_token;
+use broker::provider::{ClientAuth, Pkce, Provider, ScopeSeparator, TokenBody};
+use broker::secret::Sensitive;
+use broker::vault::{AppCredentials, names};
+use broker::{App, Result};
+use oauth2::{PkceCodeChallenge, PkceCodeVerifier};
+use serde::Deserialize;
+use serde_json::json;
+use url::Url;
+
+use crate::server::{Local, to_axum};
+
+pub const SLUG: &str = "sandbox";
+pub const AUTHORIZE_PATH: &str = "/sandbox/authorize";
+pub const TOKEN_PATH: &str = "/sandbox/token";
+const CODE_LIFETIME: Duration = Duration::from_secs(60);
+
+/// The catalog entry pointing at this server.
+pub fn provider(public_url: &Url) -> Provider {
+    let at = |path: &str| format!("{}{path}", public_url.as_str().trim_end_matches('/'));
+    Provider {
+        slug: SLUG.into(),
+        name: "Sandbox (local)".into(),
+        aliases: vec![],
+        source_definition_ids: vec![],
+        authorization_url: at(AUTHORIZE_PATH),
+        token_url: at(TOKEN_PATH),
+        revocation_url: None,
+        userinfo_url: None,
+        issuer: None,
+        scopes: vec!["read".into()],
+        optional_scopes: vec!["write".into()],
+        scope_separator: ScopeSeparator::Space,
+        pkce: Pkce::Required,
+        client_auth: ClientAuth::Basic,
+        token_body: TokenBody::Form,
+        authorize_params: BTreeMap::new(),
+        token_params: BTreeMap::new(),
+        keep_token_fields: vec![],
+        keep_redirect_fields: vec![],
+        inputs: BTreeMap::new(),
+    }
+}
+
+/// Stores the sandbox's app credentials in the vault if they are missing.
+pub async fn ensure_app(app: &App) -> Result<()> {
+    let name = names::app(&app.config.secret_prefix, SLUG, None, None);
+    if app.vault.get_secret(&name).await?.is_none() {
+        let creds = AppCredentials {
+            client_id: "sandbox-client".into(),
+            client_secret: Sensitive::new(random_token()?),
+        };
+        let doc = Sensitive::new(serde_json::to_string(&creds).map_err(broker::Error::internal)?);
+        app.vault
+            .put_secret(&name, &doc, &[("provider", SLUG)], &random_token()?)
+            .await?;
+    }
+    Ok(())
+}
+
+struct Grant {
+    redirect_uri: String,
+    code_challenge: String,
+    scope: String,
+    issued: Instant,
+}
+
+/// Codes issued and not yet redeemed.
+#[derive(Default)]
+pub struct Sandbox {
+    grants: Mutex<HashMap<String, Grant>>,
+}
+
+#[derive(Deserialize)]
+pub struct AuthorizeQuery {
+    response_type: String,
+    client_id: String,
+    redirect_uri: String,
+    #[serde(default)]
+    scope: String,
+    state: String,
+    #[serde(default)]
+    code_challenge: String,
+    #[serde(default)]
+    code_challenge_method: String,
+    /// `allow` or `deny`; absent shows the consent page.
+    decision: Option<String>,
+}
+
+async fn client_id(app: &App) -> Option<AppCredentials> {
+    let raw = app
+        .vault
+        .get_secret(&names::app(&app.config.secret_prefix, SLUG, None, None))
+        .await
+        .ok()??;
+    serde_json::from_str(raw.expose()).ok()
+}
+
+pub async fn authorize(
+    State(local): State<Arc<Local>>,
+    Query(q): Query<AuthorizeQuery>,
+) -> Response {
+    let app = local.app.as_ref();
+    let known_client = client_id(app)
+        .await
+        .is_some_and(|c| c.client_id == q.client_id);
+    // Like a real provider, only the registered redirect_uri (the broker's callback) is used.
+    let registered = q.redirect_uri == app.config.callback_url().as_str();
+    if q.response_type != "code"
+        || !known_client
+        || !registered
+        || q.code_challenge_method != "S256"
+        || q.code_challenge.is_empty()
+    {
+        return to_axum(html::page(
+            StatusCode::BAD_REQUEST,
+            "Sandbox: invalid authorization request",
+            "Unknown client, unregistered redirect_uri, or missing S256 PKCE challenge.",
+        ));
+    }
+    let Ok(mut target) = Url::parse(&q.redirect_uri) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    match q.decision.as_deref() {
+        Some("allow") => {
+            let Ok(code) = random_token() else {
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            };
+            if let Ok(mut grants) = local.sandbox.grants.lock() {
+                grants.retain(|_, g| g.issued.elapsed() < CODE_LIFETIME);
+                grants.insert(
+                    code.clone(),
+                    Grant {
+                        redirect_uri: q.redirect_uri.clone(),
+                        code_challenge: q.code_challenge.clone(),
+                        scope: q.scope.clone(),
+                        issued: Instant::now(),
+                    },
+                );
+            }
+            target
+                .query_pairs_mut()
+                .append_pair("code", &code)
+                .append_pair("state", &q.state);
+            Redirect::to(target.as_str()).into_response()
+        }
+        Some(_) => {
+            target
+                .query_pairs_mut()
+                .append_pair("error", "access_denied")
+                .append_pair("error_description", "The user denied access.")
+                .append_pair("state", &q.state);
+            Redirect::to(target.as_str()).into_response()
+        }
+        None => to_axum(consent_page(&q)),
+    }
+}
+
+fn consent_page(q: &AuthorizeQuery) -> lambda_http::Response<lambda_http::Body> {
+    let link = |decision: &str| {
+        let mut url = Url::parse("http://x/").expect("static URL");
+        url.query_pairs_mut()
+            .append_pair("response_type", &q.response_type)
+            .append_pair("client_id", &q.client_id)
+            .append_pair("redirect_uri", &q.redirect_uri)
+            .append_pair("scope", &q.scope)
+            .append_pair("state", &q.state)
+            .append_pair("code_challenge", &q.code_challenge)
+            .append_pair("code_challenge_method", &q.code_challenge_method)
+            .append_pair("decision", decision);
+        html::escape(&format!(
+            "{AUTHORIZE_PATH}?{}",
+            url.query().unwrap_or_default()
+        ))
+    };
+    let body = format!(
+        "The application asks for access to your sandbox account with the scopes <code>{}</code>.</p>\
+         <p><a href=\"{}\" style=\"padding:.5rem 1rem;background:#1a7f37;color:#fff;text-decoration:none;border-radius:4px\">Allow</a> \
+         <a href=\"{}\" style=\"padding:.5rem 1rem;background:#ccc;color:#000;text-decoration:none;border-radius:4px\">Deny</a>",
+        html::escape(&q.scope),
+        link("allow"),
+        link("deny")
+    );
+    html::page(StatusCode::OK, "Sandbox: authorize access?", &body)
+}
+
+/// The token endpoint: HTTP Basic client authentication, single-use codes, exact redirect_uri,
+/// S256 PKCE.
+pub async fn token(
+    State(local): State<Arc<Local>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let error = |status: StatusCode, code: &str| {
+        (
+            status,
+            [(header::CACHE_CONTROL, "no-store")],
+            axum::Json(json!({ "error": code })),
+        )
+            .into_response()
+    };
+    let Some(creds) = client_id(&local.app).await else {
+        return error(StatusCode::UNAUTHORIZED, "invalid_client");
+    };
+    if basic_credentials(&headers)
+        != Some((
+            creds.client_id.clone(),
+            creds.client_secret.expose().clone(),
+        ))
+    {
+        return error(StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+    if form.get("grant_type").map(String::as_str) != Some("authorization_code") {
+        return error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
+    }
+    let grant = form
+        .get("code")
+        .and_then(|code| local.sandbox.grants.lock().ok()?.remove(code))
+        .filter(|g| g.issued.elapsed() < CODE_LIFETIME);
+    let Some(grant) = grant else {
+        return error(StatusCode::BAD_REQUEST, "invalid_grant");
+    };
+    let verifier_ok = form.get("code_verifier").is_some_and(|v| {
+        PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(v.clone())).as_str()
+            == grant.code_challenge
+    });
+    if form.get("redirect_uri") != Some(&grant.redirect_uri) || !verifier_ok {
+        return error(StatusCode::BAD_REQUEST, "invalid_grant");
+    }
+    let (Ok(access), Ok(refresh)) = (random_token(), random_token()) else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "server_error");
+    };
+    let body = json!({
+        "access_token": format!("sbx_at_{access}"),
+        "refresh_token": format!("sbx_rt_{refresh}"),
+        "token_type": "bearer",
+        "expires_in": 3600,
+        "scope": grant.scope,
+    });
+    ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
+}
+
+/// RFC 6749 §2.3.1: Basic credentials are form-url-encoded before base64.
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let encoded = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))?;
+    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    let unescape = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
+    Some((unescape(id)?, unescape(secret)?))
+}

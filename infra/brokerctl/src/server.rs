@@ -1,0 +1,139 @@
+//! The local HTTP server: each request becomes the `lambda_http::Request` API Gateway would have
+//! delivered and goes to the function whose route table has its path.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use broker::api::{self, route};
+use broker::{App, Error};
+use http_body_util::{BodyExt, Limited};
+use lambda_http::RequestExt;
+use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext;
+use lambda_http::request::RequestContext;
+use tokio::net::TcpListener;
+
+use crate::{pages, sandbox};
+
+/// What the local server shares between requests.
+pub struct Local {
+    pub app: Arc<App>,
+    pub sandbox: sandbox::Sandbox,
+}
+
+/// Every function's routes, plus (when `with_pages`) the start page and the sandbox provider.
+pub fn router(app: Arc<App>, with_pages: bool) -> Router {
+    let local = Arc::new(Local {
+        app,
+        sandbox: sandbox::Sandbox::default(),
+    });
+    let mut router = Router::new();
+    if with_pages {
+        router = router
+            .route("/", get(pages::start))
+            .route("/try", get(pages::try_sandbox))
+            .route("/done", get(pages::done))
+            .route(sandbox::AUTHORIZE_PATH, get(sandbox::authorize))
+            .route(sandbox::TOKEN_PATH, axum::routing::post(sandbox::token));
+    }
+    router.fallback(dispatch).with_state(local)
+}
+
+/// Serves `router` on an already bound listener until the process ends.
+pub async fn serve(listener: TcpListener, router: Router) -> std::io::Result<()> {
+    axum::serve(listener, router).await
+}
+
+/// Binds `addr` (port 0 for any free port) and returns the listener with its address.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
+
+async fn dispatch(
+    State(local): State<Arc<Local>>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    let trace_id = uuid::Uuid::new_v4().to_string();
+    let (parts, body) = req.into_parts();
+    // Stop reading at the limit: an oversized body is refused without being buffered.
+    let bytes = match Limited::new(body, api::MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return to_axum(Error::PayloadTooLarge.to_response(&trace_id)),
+    };
+    let body = if bytes.is_empty() {
+        lambda_http::Body::Empty
+    } else {
+        lambda_http::Body::Binary(bytes.to_vec())
+    };
+    let mut context = ApiGatewayV2httpRequestContext::default();
+    context.request_id = Some(trace_id.clone());
+    let req = lambda_http::Request::from_parts(parts, body)
+        .with_request_context(RequestContext::ApiGatewayV2(context));
+    let app = local.app.as_ref();
+    let path = req.uri().path();
+    let response = if route::serves(initiate::ROUTES, path) {
+        initiate::handle(app, req).await
+    } else if route::serves(authorize::ROUTES, path) {
+        authorize::handle(app, req).await
+    } else if route::serves(callback::ROUTES, path) {
+        callback::handle(app, req).await
+    } else if route::serves(complete::ROUTES, path) {
+        complete::handle(app, req).await
+    } else {
+        Error::NotFound("route".into()).to_response(&trace_id)
+    };
+    to_axum(response)
+}
+
+/// A function's response as axum's.
+pub fn to_axum(response: lambda_http::Response<lambda_http::Body>) -> axum::response::Response {
+    response.map(|b| axum::body::Body::from(b.to_vec()))
+}
+
+/// `brokerctl serve`: the embedded (or AWS) backend, the sandbox provider, the development
+/// organization, then every route on `addr` until interrupted.
+pub async fn run(config: broker::Config, addr: SocketAddr) -> broker::Result<()> {
+    let io = |e: std::io::Error| broker::Error::validation(format!("cannot listen on {addr}: {e}"));
+    let (listener, bound) = bind(addr).await.map_err(io)?;
+    let sandbox = sandbox::provider(&config.public_url);
+    let app = Arc::new(App::build(config, vec![sandbox]).await?);
+    sandbox::ensure_app(&app).await?;
+    let first_key = pages::ensure_dev_org(&app).await?;
+    let base = app
+        .config
+        .public_url
+        .as_str()
+        .trim_end_matches('/')
+        .to_string();
+    println!(
+        "oauth-broker serving every route on http://{bound} ({:?} backend)",
+        app.config.backend
+    );
+    println!("  try it in a browser:  {base}/");
+    match first_key {
+        Some(key) => {
+            println!(
+                "  development API key (organization `{}`, shown once):",
+                pages::DEV_ORG
+            );
+            println!("  {key}");
+            println!("  start a sandbox flow:");
+            println!(
+                "  curl -s -X POST {base}/v1/sources/initiateOAuth -H 'X-API-Key: {key}' -H 'Content-Type: application/json' \\\n    -d '{{\"sourceType\":\"sandbox\",\"workspaceId\":\"{}\",\"redirectUrl\":\"{base}{}\"}}'",
+                pages::DEV_WORKSPACE,
+                pages::DONE_PATH
+            );
+        }
+        None => println!(
+            "  new development key: brokerctl key create --org {}",
+            pages::DEV_ORG
+        ),
+    }
+    serve(listener, router(app, true))
+        .await
+        .map_err(|e| broker::Error::internal(format!("server: {e}")))
+}
