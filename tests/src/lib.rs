@@ -1,1 +1,31 @@
+//! Test support for the end-to-end suites: a fake OAuth provider with a ledger, and a harness
+//! that runs the broker's router (the one `brokerctl serve` runs) over either backend.
 
+pub mod fake_provider;
+pub mod harness;
+
+pub use fake_provider::{FakeProvider, Knobs, Ledger};
+pub use harness::{Backend, Broker, Browser, query_of};
+
+/// Generates one `#[tokio::test]` per backend for each listed `async fn name(Backend)`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Embedded).await
+                }
+            )*
+        }
+        mod aws {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Aws).await
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,232 @@
+//! A fake OAuth 2.0 provider on loopback that behaves like a strict real one (Basic client
+//! authentication, exact redirect_uri, S256 PKCE, single-use codes) and writes down every request
+//! it receives, so tests assert on what the broker asked, not only on what it answered.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Form, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use url::Url;
+
+pub const CLIENT_ID: &str = "fake-client";
+pub const CLIENT_SECRET: &str = "fake-secret-do-not-log";
+
+/// One switch per misbehaviour.
+#[derive(Debug, Clone, Default)]
+pub struct Knobs {
+    /// The user denies consent: the authorize step redirects with `error=access_denied`.
+    pub deny: bool,
+    /// The token endpoint refuses every code with this OAuth error.
+    pub token_error: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenRequest {
+    pub form: HashMap<String, String>,
+    /// Client id and secret from HTTP Basic, if sent that way.
+    pub basic_auth: Option<(String, String)>,
+    /// `issued` or the OAuth error answered.
+    pub outcome: String,
+    /// The access token issued, if any.
+    pub access_token: Option<String>,
+}
+
+/// Everything the provider was asked.
+#[derive(Debug, Clone, Default)]
+pub struct Ledger {
+    pub authorize_requests: Vec<HashMap<String, String>>,
+    pub token_requests: Vec<TokenRequest>,
+    /// Codes redeemed successfully.
+    pub redeemed: Vec<String>,
+}
+
+impl Ledger {
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.token_requests
+            .iter()
+            .filter_map(|t| t.access_token.clone())
+            .collect()
+    }
+}
+
+struct Issued {
+    redirect_uri: String,
+    code_challenge: Option<String>,
+    scope: String,
+}
+
+#[derive(Default)]
+struct Inner {
+    ledger: Ledger,
+    knobs: Knobs,
+    codes: HashMap<String, Issued>,
+    counter: u64,
+}
+
+#[derive(Clone)]
+pub struct FakeProvider {
+    pub base_url: String,
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl FakeProvider {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake provider");
+        let base_url = format!("http://{}", listener.local_addr().expect("addr"));
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let router = Router::new()
+            .route("/authorize", get(authorize))
+            .route("/token", post(token))
+            .with_state(inner.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        FakeProvider { base_url, inner }
+    }
+
+    pub fn ledger(&self) -> Ledger {
+        self.inner.lock().unwrap().ledger.clone()
+    }
+
+    pub fn set_knobs(&self, knobs: Knobs) {
+        self.inner.lock().unwrap().knobs = knobs;
+    }
+}
+
+type Shared = State<Arc<Mutex<Inner>>>;
+
+async fn authorize(
+    State(inner): Shared,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let mut inner = inner.lock().unwrap();
+    inner.ledger.authorize_requests.push(params.clone());
+    let (Some(redirect_uri), Some(state)) = (params.get("redirect_uri"), params.get("state"))
+    else {
+        return (StatusCode::BAD_REQUEST, "missing redirect_uri or state").into_response();
+    };
+    if params.get("client_id").map(String::as_str) != Some(CLIENT_ID)
+        || params.get("response_type").map(String::as_str) != Some("code")
+    {
+        return (StatusCode::BAD_REQUEST, "bad client_id or response_type").into_response();
+    }
+    let mut target = Url::parse(redirect_uri).expect("redirect_uri is a URL");
+    if inner.knobs.deny {
+        target
+            .query_pairs_mut()
+            .append_pair("error", "access_denied")
+            .append_pair("error_description", "The user said no")
+            .append_pair("state", state);
+    } else {
+        inner.counter += 1;
+        let code = format!("code-{}-{}", inner.counter, uuid::Uuid::new_v4().simple());
+        let issued = Issued {
+            redirect_uri: redirect_uri.clone(),
+            code_challenge: params.get("code_challenge").cloned(),
+            scope: params.get("scope").cloned().unwrap_or_default(),
+        };
+        inner.codes.insert(code.clone(), issued);
+        target
+            .query_pairs_mut()
+            .append_pair("code", &code)
+            .append_pair("state", state);
+    }
+    Redirect::to(target.as_str()).into_response()
+}
+
+async fn token(
+    State(inner): Shared,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let mut inner = inner.lock().unwrap();
+    let basic_auth = basic(&headers);
+    let outcome = check_token_request(&mut inner, &form, &basic_auth);
+    let (status, body, access_token) = match outcome {
+        Ok(scope) => {
+            let n = inner.counter;
+            let access = format!("fake_at_{n}_{}", uuid::Uuid::new_v4().simple());
+            let body = json!({
+                "access_token": access,
+                "refresh_token": format!("fake_rt_{n}"),
+                "token_type": "Bearer",
+                "expires_in": 3600,
+                "scope": scope,
+            });
+            (StatusCode::OK, body, Some(access))
+        }
+        Err(error) => (StatusCode::BAD_REQUEST, json!({ "error": error }), None),
+    };
+    let outcome = body["error"].as_str().unwrap_or("issued").to_string();
+    if access_token.is_some() {
+        inner
+            .ledger
+            .redeemed
+            .push(form.get("code").cloned().unwrap_or_default());
+    }
+    inner.ledger.token_requests.push(TokenRequest {
+        form,
+        basic_auth,
+        outcome,
+        access_token: access_token.clone(),
+    });
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+fn check_token_request(
+    inner: &mut Inner,
+    form: &HashMap<String, String>,
+    auth: &Option<(String, String)>,
+) -> Result<String, String> {
+    if auth.as_ref() != Some(&(CLIENT_ID.to_string(), CLIENT_SECRET.to_string())) {
+        return Err("invalid_client".into());
+    }
+    if form.get("grant_type").map(String::as_str) != Some("authorization_code") {
+        return Err("unsupported_grant_type".into());
+    }
+    if let Some(error) = &inner.knobs.token_error {
+        return Err(error.clone());
+    }
+    // Single use: a code is removed on its first presentation, whatever the outcome.
+    let issued = form
+        .get("code")
+        .and_then(|c| inner.codes.remove(c))
+        .ok_or("invalid_grant".to_string())?;
+    if form.get("redirect_uri") != Some(&issued.redirect_uri) {
+        return Err("invalid_grant".into());
+    }
+    if let Some(challenge) = &issued.code_challenge {
+        let verifier = form
+            .get("code_verifier")
+            .ok_or("invalid_grant".to_string())?;
+        if URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())) != *challenge {
+            return Err("invalid_grant".into());
+        }
+    }
+    Ok(issued.scope)
+}
+
+fn basic(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let decoded = STANDARD.decode(value.strip_prefix("Basic ")?).ok()?;
+    let (id, secret) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+    let unescape = |s: &str| {
+        url::form_urlencoded::parse(format!("v={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
+    Some((unescape(id)?, unescape(secret)?))
+}

@@ -1,0 +1,323 @@
+//! A broker under test: the router of `brokerctl serve` on a free loopback port, over the embedded
+//! backend (a fresh directory) or the AWS backend (a fresh table and secret prefix on the moto
+//! emulator named by `AWS_ENDPOINT_URL`), wired to a [`FakeProvider`].
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use broker::App;
+use broker::provider::Provider;
+use brokerctl::admin::Admin;
+use oauth2::reqwest;
+use serde_json::{Value, json};
+use url::Url;
+
+use crate::fake_provider::{CLIENT_ID, CLIENT_SECRET, FakeProvider};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Aws,
+}
+
+/// The slug of the fake provider in the broker's catalog.
+pub const FAKE: &str = "fake";
+
+pub struct Broker {
+    pub backend: Backend,
+    pub base_url: String,
+    pub app: Arc<App>,
+    pub admin: Admin,
+    pub provider: FakeProvider,
+    pub org: String,
+    pub key: String,
+    /// Registered for `org`; never listened on, tests read the redirect instead of following it.
+    pub redirect_url: String,
+    pub http: reqwest::Client,
+    data_dir: PathBuf,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// A client that, like a test of redirects should, never follows them.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client")
+}
+
+impl Broker {
+    pub async fn start(backend: Backend) -> Broker {
+        Self::start_with(backend, &[]).await
+    }
+
+    /// `overrides`: extra `BROKER_*` variables for this broker's configuration.
+    pub async fn start_with(backend: Backend, overrides: &[(&str, &str)]) -> Broker {
+        if backend == Backend::Aws {
+            let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+            assert!(
+                endpoint.starts_with("http://127.0.0.1:"),
+                "AWS-backend tests need the moto emulator on loopback in AWS_ENDPOINT_URL; run ./infra/test, which starts it"
+            );
+        }
+        let provider = FakeProvider::start().await;
+        let (listener, addr) = brokerctl::server::bind(([127, 0, 0, 1], 0).into())
+            .await
+            .expect("bind broker");
+        let base_url = format!("http://{addr}");
+        let data_dir = std::env::temp_dir().join(unique("broker-test"));
+        let mut vars: HashMap<String, String> = HashMap::from([
+            (
+                "BROKER_BACKEND".into(),
+                if backend == Backend::Aws {
+                    "aws"
+                } else {
+                    "embedded"
+                }
+                .into(),
+            ),
+            ("BROKER_PUBLIC_URL".into(), base_url.clone()),
+            ("BROKER_ALLOW_LOOPBACK_HTTP".into(), "1".into()),
+            ("BROKER_TABLE".into(), unique("table")),
+            ("BROKER_SECRET_PREFIX".into(), unique("prefix")),
+            ("BROKER_DATA_DIR".into(), data_dir.display().to_string()),
+        ]);
+        for (k, v) in overrides {
+            vars.insert(k.to_string(), v.to_string());
+        }
+        let config = broker::Config::from_lookup(|k| vars.get(k).cloned()).expect("config");
+        App::init_backend(&config).await.expect("init backend");
+        let app = Arc::new(
+            App::build(config.clone(), vec![fake_entry(&provider.base_url)])
+                .await
+                .expect("app"),
+        );
+        tokio::spawn(brokerctl::server::serve(
+            listener,
+            brokerctl::server::router(app.clone(), false),
+        ));
+
+        let admin = Admin::connect(config).await.expect("admin");
+        let org = unique("org");
+        let redirect_url = "http://127.0.0.1:1/platform/done".to_string();
+        admin
+            .org_create(&org, std::slice::from_ref(&redirect_url))
+            .await
+            .expect("org");
+        let key = admin.key_create(&org, 7, vec![]).await.expect("key");
+        admin
+            .app_set(FAKE, CLIENT_ID, CLIENT_SECRET.into(), None, None)
+            .await
+            .expect("app credentials");
+        Broker {
+            backend,
+            base_url,
+            app,
+            admin,
+            provider,
+            org,
+            key,
+            redirect_url,
+            http: http_client(),
+            data_dir,
+        }
+    }
+
+    /// A second organization with its own key, on the same broker.
+    pub async fn other_org(&self) -> (String, String) {
+        let org = unique("other");
+        self.admin
+            .org_create(&org, std::slice::from_ref(&self.redirect_url))
+            .await
+            .expect("org");
+        let key = self.admin.key_create(&org, 8, vec![]).await.expect("key");
+        (org, key)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// POSTs JSON with an API key; returns the status and the parsed body.
+    pub async fn post(&self, path: &str, key: Option<&str>, body: &Value) -> (u16, Value) {
+        let mut req = self
+            .http
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(key) = key {
+            req = req.header("x-api-key", key);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// The Airbyte initiateOAuth body for the fake provider, camelCase.
+    pub fn initiate_body(&self) -> Value {
+        json!({ "sourceType": FAKE, "workspaceId": "ws-1", "redirectUrl": self.redirect_url })
+    }
+
+    /// Starts a flow with initiateOAuth and returns its consent URL.
+    pub async fn initiate(&self, body: &Value) -> String {
+        let (status, body) = self
+            .post("/v1/sources/initiateOAuth", Some(&self.key), body)
+            .await;
+        assert_eq!(status, 200, "initiateOAuth: {body}");
+        body["consentUrl"].as_str().expect("consentUrl").to_string()
+    }
+
+    /// Browser through authorize and the provider: returns the callback URL the provider sent
+    /// the browser to.
+    pub async fn through_provider(&self, browser: &mut Browser, consent_url: &str) -> String {
+        let resp = browser.get(consent_url).await;
+        assert_eq!(resp.status().as_u16(), 302, "authorize");
+        let provider_url = location(&resp);
+        assert!(
+            provider_url.starts_with(&self.provider.base_url),
+            "authorize sent the browser to {provider_url}"
+        );
+        let resp = browser.get(&provider_url).await;
+        assert_eq!(resp.status().as_u16(), 303, "fake provider authorize");
+        location(&resp)
+    }
+
+    /// The stored token document behind `secret_id`: from moto through the AWS SDK, or from the
+    /// embedded vault after checking the file on disk does not hold it in clear.
+    pub async fn read_secret(&self, secret_id: &str, must_not_appear_on_disk: &str) -> Value {
+        let raw = match self.backend {
+            Backend::Aws => {
+                let sdk = aws_config::load_from_env().await;
+                let out = aws_sdk_secretsmanager::Client::new(&sdk)
+                    .get_secret_value()
+                    .secret_id(secret_id)
+                    .send()
+                    .await
+                    .expect("GetSecretValue from the emulator");
+                out.secret_string.expect("secret string")
+            }
+            Backend::Embedded => {
+                let file = std::fs::read(self.data_dir.join(broker::store::embedded::DB_FILE))
+                    .expect("db file");
+                let wal = std::fs::read(
+                    self.data_dir
+                        .join(format!("{}-wal", broker::store::embedded::DB_FILE)),
+                )
+                .unwrap_or_default();
+                for bytes in [&file, &wal] {
+                    assert!(
+                        !contains(bytes, must_not_appear_on_disk.as_bytes()),
+                        "a token sits in clear in the embedded file"
+                    );
+                }
+                self.app
+                    .vault
+                    .get_secret(secret_id)
+                    .await
+                    .expect("vault")
+                    .expect("secret exists")
+                    .expose()
+                    .clone()
+            }
+        };
+        serde_json::from_str(&raw).expect("token document is JSON")
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn fake_entry(base: &str) -> Provider {
+    serde_json::from_value(json!({
+        "slug": FAKE,
+        "name": "Fake provider",
+        "authorization_url": format!("{base}/authorize"),
+        "token_url": format!("{base}/token"),
+        "scopes": ["read"],
+        "optional_scopes": ["write"],
+        "pkce": "required",
+        "client_auth": "basic",
+        "authorize_params": { "prompt": "consent", "state": "caller-cannot-override" },
+    }))
+    .expect("fake provider entry")
+}
+
+/// A browser: its own cookie jar, no redirect following.
+pub struct Browser {
+    http: reqwest::Client,
+    cookies: HashMap<String, String>,
+}
+
+impl Default for Browser {
+    fn default() -> Self {
+        Browser {
+            http: http_client(),
+            cookies: HashMap::new(),
+        }
+    }
+}
+
+impl Browser {
+    pub async fn get(&mut self, url: &str) -> reqwest::Response {
+        let mut req = self.http.get(url);
+        if !self.cookies.is_empty() {
+            let header: Vec<String> = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            req = req.header("cookie", header.join("; "));
+        }
+        let resp = req.send().await.expect("browser request");
+        for value in resp.headers().get_all("set-cookie") {
+            let pair = value
+                .to_str()
+                .unwrap_or_default()
+                .split(';')
+                .next()
+                .unwrap_or_default();
+            if let Some((k, v)) = pair.split_once('=') {
+                self.cookies.insert(k.to_string(), v.to_string());
+            }
+        }
+        resp
+    }
+
+    pub fn cookies(&self) -> &HashMap<String, String> {
+        &self.cookies
+    }
+}
+
+pub fn location(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+pub fn query_of(url: &str) -> HashMap<String, String> {
+    Url::parse(url)
+        .expect("absolute URL")
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
