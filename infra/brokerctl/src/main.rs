@@ -115,7 +115,12 @@ enum ProvidersCommand {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(output) => {
+            if !output.is_empty() {
+                println!("{output}");
+            }
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -123,7 +128,8 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> broker::Result<()> {
+/// Runs a command and returns what it prints on standard output.
+async fn run(cli: Cli) -> broker::Result<String> {
     let backend = match cli.backend {
         BackendArg::Embedded => "embedded",
         BackendArg::Aws => "aws",
@@ -133,12 +139,13 @@ async fn run(cli: Cli) -> broker::Result<()> {
         _ => None,
     };
     let config = brokerctl::config(backend, addr)?;
-    match cli.command {
+    Ok(match cli.command {
         Command::Serve { addr } => {
             lambda_http::tracing::init_default_subscriber();
-            brokerctl::server::run(config, addr).await
+            brokerctl::server::run(config, addr).await?;
+            String::new()
         }
-        Command::Init => Ok(println!("{}", Admin::connect(config).await?.init().await?)),
+        Command::Init => Admin::connect(config).await?.init().await?,
         Command::Org {
             command: OrgCommand::Create { org, redirect_urls },
         } => {
@@ -146,11 +153,11 @@ async fn run(cli: Cli) -> broker::Result<()> {
                 .await?
                 .org_create(&org, &redirect_urls)
                 .await?;
-            Ok(println!(
+            format!(
                 "organization {} registered with {} redirect URL(s)",
                 org.id,
                 org.redirect_urls.len()
-            ))
+            )
         }
         Command::Key {
             command:
@@ -164,8 +171,8 @@ async fn run(cli: Cli) -> broker::Result<()> {
                 .await?
                 .key_create(&org, user, workspaces)
                 .await?;
-            println!("API key for organization {org} (shown once, store it now):");
-            Ok(println!("{key}"))
+            // The key alone on the last line, so scripts can capture it with `tail -1`.
+            format!("API key for organization {org} (shown once, store it now):\n{key}")
         }
         Command::App {
             command:
@@ -188,13 +195,12 @@ async fn run(cli: Cli) -> broker::Result<()> {
                     workspace.as_deref(),
                 )
                 .await?;
-            Ok(println!("app credentials for {slug} stored at {name}"))
+            format!("app credentials for {slug} stored at {name}")
         }
         Command::Providers {
             command: ProvidersCommand::List,
-        } => Ok(print!(
-            "{}",
-            admin::providers_list(&Catalog::load(&config, vec![])?)
-        )),
-    }
+        } => admin::providers_list(&Catalog::load(&config, vec![])?)
+            .trim_end()
+            .to_string(),
+    })
 }
