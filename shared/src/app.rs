@@ -87,37 +87,19 @@ impl App {
         Ok(App {
             apps: AppRegistry::new(vault.clone(), config.secret_prefix.clone()),
             tokens: TokenClient::new()?,
-            flows: upcast_flows(store.clone()),
-            connections: upcast_connections(store.clone()),
-            state_tokens: upcast_state_tokens(store.clone()),
-            keys: upcast_keys(store.clone()),
-            orgs: upcast_orgs(store),
+            // One backend object serves every port; each handler sees only the port it uses.
+            flows: store.clone(),
+            connections: store.clone(),
+            state_tokens: store.clone(),
+            keys: store.clone(),
+            orgs: store,
             vault,
             catalog,
             config,
             clock: Clock::default(),
         })
     }
-}
 
-// One backend object serves every port; each handler sees only the port it uses.
-fn upcast_flows(s: Arc<dyn Store>) -> Arc<dyn FlowStore> {
-    s
-}
-fn upcast_connections(s: Arc<dyn Store>) -> Arc<dyn ConnectionStore> {
-    s
-}
-fn upcast_state_tokens(s: Arc<dyn Store>) -> Arc<dyn StateTokenStore> {
-    s
-}
-fn upcast_keys(s: Arc<dyn Store>) -> Arc<dyn KeyStore> {
-    s
-}
-fn upcast_orgs(s: Arc<dyn Store>) -> Arc<dyn OrgStore> {
-    s
-}
-
-impl App {
     /// Creates the DynamoDB table with TTL, or the embedded file, where missing (`brokerctl init`).
     pub async fn init_backend(config: &Config) -> Result<()> {
         match config.backend {

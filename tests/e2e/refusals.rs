@@ -1,7 +1,7 @@
 //! What the broker refuses, on both backends, and proof from the fake provider's ledger that a
 //! refused step asked the provider nothing.
 
-use broker_tests::harness::location;
+use broker_tests::harness::{location, status_and_json};
 use broker_tests::{Backend, Broker, Browser, Knobs, on_both_backends, query_of};
 use serde_json::{Value, json};
 
@@ -325,8 +325,8 @@ async fn bad_api_keys_are_refused_with_401(backend: Backend) {
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status().as_u16(), 401);
-        let v: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+        let (status, v) = status_and_json(resp).await;
+        assert_eq!(status, 401);
         assert_eq!(v["error"]["code"], "AUTHENTICATION_REQUIRED");
     }
     // The right key in the Bearer form works
@@ -381,10 +381,10 @@ async fn malformed_oversized_and_mistyped_bodies_are_refused(backend: Backend) {
             "UNSUPPORTED_MEDIA_TYPE",
         ),
     ];
-    for (body, content_type, status, code) in cases {
+    for (body, content_type, expected, code) in cases {
         let resp = send(body, content_type).await.unwrap();
-        assert_eq!(resp.status().as_u16(), status, "{code}");
-        let v: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+        let (status, v) = status_and_json(resp).await;
+        assert_eq!(status, expected, "{code}");
         assert_eq!(v["error"]["code"], code);
         assert_eq!(v["success"], false);
         assert!(!v["error"]["trace_id"].as_str().unwrap().is_empty());
@@ -470,8 +470,8 @@ async fn unknown_route_and_wrong_method_use_the_envelope(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status().as_u16(), 404);
-    let v: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    let (status, v) = status_and_json(resp).await;
+    assert_eq!(status, 404);
     assert_eq!(v["error"]["code"], "NOT_FOUND");
     let resp = broker
         .http

@@ -44,7 +44,6 @@ struct PersonalCompleteBody {
 
 async fn personal_complete(app: &App, caller: &Caller, req: &Request) -> Result<Response<Body>> {
     let organization_id = api::query_param(&api::query(req)?, "organization_id")?;
-    caller.require_org(&organization_id)?;
     let body: PersonalCompleteBody = api::json_body(req)?;
     let connection =
         flow::complete_personal(app, caller, &organization_id, &body.state_token).await?;

@@ -102,7 +102,7 @@ pub struct AuthorizeQuery {
     decision: Option<String>,
 }
 
-async fn client_id(app: &App) -> Option<AppCredentials> {
+async fn sandbox_credentials(app: &App) -> Option<AppCredentials> {
     let raw = app
         .vault
         .get_secret(&names::app(&app.config.secret_prefix, SLUG, None, None))
@@ -116,7 +116,7 @@ pub async fn authorize(
     Query(q): Query<AuthorizeQuery>,
 ) -> Response {
     let app = local.app.as_ref();
-    let known_client = client_id(app)
+    let known_client = sandbox_credentials(app)
         .await
         .is_some_and(|c| c.client_id == q.client_id);
     // Like a real provider, only the registered redirect_uri (the broker's callback) is used.
@@ -173,8 +173,7 @@ pub async fn authorize(
 
 fn consent_page(q: &AuthorizeQuery) -> lambda_http::Response<lambda_http::Body> {
     let link = |decision: &str| {
-        let mut url = Url::parse("http://x/").expect("static URL");
-        url.query_pairs_mut()
+        let query = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("response_type", &q.response_type)
             .append_pair("client_id", &q.client_id)
             .append_pair("redirect_uri", &q.redirect_uri)
@@ -182,11 +181,9 @@ fn consent_page(q: &AuthorizeQuery) -> lambda_http::Response<lambda_http::Body> 
             .append_pair("state", &q.state)
             .append_pair("code_challenge", &q.code_challenge)
             .append_pair("code_challenge_method", &q.code_challenge_method)
-            .append_pair("decision", decision);
-        html::escape(&format!(
-            "{AUTHORIZE_PATH}?{}",
-            url.query().unwrap_or_default()
-        ))
+            .append_pair("decision", decision)
+            .finish();
+        html::escape(&format!("{AUTHORIZE_PATH}?{query}"))
     };
     let body = format!(
         "The application asks for access to your sandbox account with the scopes <code>{}</code>.</p>\
@@ -214,7 +211,7 @@ pub async fn token(
         )
             .into_response()
     };
-    let Some(creds) = client_id(&local.app).await else {
+    let Some(creds) = sandbox_credentials(&local.app).await else {
         return error(StatusCode::UNAUTHORIZED, "invalid_client");
     };
     if basic_credentials(&headers)

@@ -141,6 +141,52 @@ mod tests {
     }
 
     #[test]
+    fn providers_file_adds_entries_and_overrides_builtins_by_slug() {
+        let path = std::env::temp_dir().join(format!("providers-{}.toml", uuid::Uuid::new_v4()));
+        std::fs::write(
+            &path,
+            r#"
+            [[provider]]
+            slug = "github"
+            name = "GitHub Enterprise"
+            authorization_url = "https://ghe.example.com/login/oauth/authorize"
+            token_url = "https://ghe.example.com/login/oauth/access_token"
+
+            [[provider]]
+            slug = "acme"
+            name = "Acme"
+            aliases = ["acme-crm"]
+            authorization_url = "https://{tenant}.acme.example/auth"
+            token_url = "https://{tenant}.acme.example/token"
+            [provider.inputs.tenant]
+            pattern = "[a-z]+"
+            required = true
+            "#,
+        )
+        .unwrap();
+        let mut config = config();
+        config.providers_file = Some(path.clone());
+        let c = Catalog::load(&config, vec![]).unwrap();
+        std::fs::remove_file(path).unwrap();
+        assert_eq!(c.get("github").unwrap().name, "GitHub Enterprise");
+        assert_eq!(c.get("acme-crm").unwrap().slug, "acme");
+        assert!(c.get("google-sheets").is_some(), "built-ins stay");
+    }
+
+    #[test]
+    fn unreadable_or_invalid_providers_file_fails_at_start() {
+        let mut config = config();
+        config.providers_file = Some("/nonexistent/providers.toml".into());
+        assert!(Catalog::load(&config, vec![]).is_err());
+        let path = std::env::temp_dir().join(format!("providers-{}.toml", uuid::Uuid::new_v4()));
+        std::fs::write(&path, "[[provider]]\nslug = \"x\"\nnme = \"typo\"\n").unwrap();
+        config.providers_file = Some(path.clone());
+        let err = Catalog::load(&config, vec![]).unwrap_err().to_string();
+        std::fs::remove_file(path).unwrap();
+        assert!(err.contains("providers"), "{err}");
+    }
+
+    #[test]
     fn duplicate_alias_is_refused() {
         let mut entries = parse(BUILTIN, "t").unwrap();
         let mut dup = entries[0].clone();

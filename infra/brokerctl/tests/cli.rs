@@ -1,0 +1,119 @@
+//! The command-line contract of `brokerctl` on the embedded backend: what scripts rely on.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn brokerctl(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_brokerctl"))
+        .args(args)
+        .env("BROKER_DATA_DIR", dir)
+        .env_remove("BROKER_BACKEND")
+        .env_remove("BROKER_PROVIDERS_FILE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run brokerctl");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+#[test]
+fn admin_commands_register_an_org_print_a_key_alone_and_store_app_credentials() {
+    let dir = std::env::temp_dir().join(format!("brokerctl-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let init = brokerctl(&dir, &["init"], None);
+    assert!(init.status.success(), "{init:?}");
+    assert!(dir.join("broker.sqlite3").exists());
+
+    // A key for an organization that does not exist is refused with a clear message.
+    let missing = brokerctl(&dir, &["key", "create", "--org", "acme"], None);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("does not exist"));
+
+    let bad = brokerctl(
+        &dir,
+        &[
+            "org",
+            "create",
+            "acme",
+            "--redirect-url",
+            "http://evil.example/cb",
+        ],
+        None,
+    );
+    assert!(!bad.status.success(), "plain http off loopback is refused");
+    let org = brokerctl(
+        &dir,
+        &[
+            "org",
+            "create",
+            "acme",
+            "--redirect-url",
+            "https://app.acme.example/done",
+        ],
+        None,
+    );
+    assert!(org.status.success(), "{org:?}");
+
+    let key = brokerctl(
+        &dir,
+        &[
+            "key",
+            "create",
+            "--org",
+            "acme",
+            "--user",
+            "42",
+            "--workspace",
+            "ws-1",
+        ],
+        None,
+    );
+    assert!(key.status.success(), "{key:?}");
+    let out = stdout(&key);
+    let last = out.lines().last().unwrap();
+    assert!(
+        last.starts_with("obk_") && last.len() == 47 && !last.contains(' '),
+        "{out}"
+    );
+    let app = brokerctl(
+        &dir,
+        &[
+            "app",
+            "set",
+            "github",
+            "--client-id",
+            "id-1",
+            "--client-secret-stdin",
+        ],
+        Some("s3cret-value\n"),
+    );
+    assert!(app.status.success(), "{app:?}");
+    assert!(stdout(&app).contains("oauth-broker/apps/github"));
+    let db = std::fs::read(dir.join("broker.sqlite3-wal")).unwrap_or_default();
+    let db = [db, std::fs::read(dir.join("broker.sqlite3")).unwrap()].concat();
+    assert!(
+        !db.windows(last.len()).any(|w| w == last.as_bytes()),
+        "the key is stored hashed only"
+    );
+    assert!(
+        !db.windows(12).any(|w| w == b"s3cret-value"),
+        "app secrets are sealed"
+    );
+
+    let providers = brokerctl(&dir, &["providers", "list"], None);
+    let list = stdout(&providers);
+    for slug in ["github", "google-sheets", "zendesk-support"] {
+        assert!(list.lines().any(|l| l.starts_with(slug)), "{list}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
