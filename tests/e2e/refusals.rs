@@ -20,6 +20,9 @@ on_both_backends!(
     malformed_oversized_and_mistyped_bodies_are_refused,
     unknown_provider_input_and_undeclared_scope_are_refused,
     unknown_route_and_wrong_method_use_the_envelope,
+    key_limited_to_workspaces_cannot_start_flows_elsewhere,
+    overlong_query_and_key_are_refused,
+    redirect_url_unregistered_after_initiate_is_not_followed,
 );
 
 async fn callback_with_reused_state_makes_no_second_token_request(backend: Backend) {
@@ -481,6 +484,82 @@ async fn unknown_route_and_wrong_method_use_the_envelope(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 405);
+}
+
+async fn key_limited_to_workspaces_cannot_start_flows_elsewhere(backend: Backend) {
+    let broker = Broker::start(backend).await;
+    let limited = broker
+        .admin
+        .key_create(&broker.org, 9, vec!["ws-1".into()])
+        .await
+        .unwrap();
+    let mut body = broker.initiate_body();
+    body["workspaceId"] = json!("ws-2");
+    let (status, v) = broker
+        .post("/v1/sources/initiateOAuth", Some(&limited), &body)
+        .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (403, Some("FORBIDDEN"))
+    );
+    let (status, _) = broker
+        .post(
+            "/v1/sources/initiateOAuth",
+            Some(&limited),
+            &broker.initiate_body(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(broker.provider.ledger().authorize_requests.len(), 0);
+}
+
+async fn overlong_query_and_key_are_refused(backend: Backend) {
+    let broker = Broker::start(backend).await;
+    let long = "x".repeat(9 * 1024);
+    assert_static_refusal(
+        Browser::default()
+            .get(&broker.url(&format!("/v1/oauth/callback?state={long}")))
+            .await,
+    )
+    .await;
+    let path = format!(
+        "/v1/personal-connectors/authorize?organization_id={}&pad={long}",
+        broker.org
+    );
+    let (status, v) = broker.post(&path, Some(&broker.key), &json!({})).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("VALIDATION_ERROR"))
+    );
+    let (status, _) = broker
+        .post(
+            "/v1/sources/initiateOAuth",
+            Some(&"k".repeat(300)),
+            &broker.initiate_body(),
+        )
+        .await;
+    assert_eq!(status, 401);
+}
+
+async fn redirect_url_unregistered_after_initiate_is_not_followed(backend: Backend) {
+    let broker = Broker::start(backend).await;
+    let mut browser = Browser::default();
+    let consent = broker.initiate(&broker.initiate_body()).await;
+    let callback = broker.through_provider(&mut browser, &consent).await;
+
+    // The organization drops the URL while the user is at the provider.
+    broker
+        .admin
+        .org_create(&broker.org, &["https://new.example.com/done".into()])
+        .await
+        .unwrap();
+
+    assert_static_refusal(browser.get(&callback).await).await;
+    assert_eq!(
+        broker.provider.ledger().token_requests.len(),
+        0,
+        "no code redeemed for a flow that cannot finish"
+    );
 }
 
 /// A browser step that cannot trust the flow: a small static page, never a redirect.
