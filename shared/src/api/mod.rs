@@ -56,14 +56,21 @@ pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T> {
         return Err(Error::validation("request body is nested too deeply"));
     }
     serde_json::from_slice(bytes).map_err(|e| {
-        // serde's message names the field and the problem; it never echoes a value.
-        let message = format!("invalid request body: {e}");
-        Error::Validation {
-            system_message: message.clone(),
-            message,
-            details: serde_json::Value::Null,
-        }
+        Error::validation(format!(
+            "invalid request body: {}",
+            redact_quoted(&e.to_string())
+        ))
     })
+}
+
+/// serde names fields in backticks but quotes a mistyped string value in full (`invalid type:
+/// string "...", expected a map`); that value may be a pasted secret, so it is left out.
+fn redact_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for (i, part) in message.split('"').enumerate() {
+        out.push_str(if i % 2 == 1 { "\"…\"" } else { part });
+    }
+    out
 }
 
 /// Deepest nesting of arrays and objects, counted without parsing (strings skipped).
@@ -150,6 +157,18 @@ pub fn redirect(status: StatusCode, location: &str) -> Result<Response<Body>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn body_errors_name_the_field_but_not_the_value() {
+        let e = serde_json::from_str::<std::collections::BTreeMap<String, u8>>(r#""tok_secret""#)
+            .unwrap_err();
+        let redacted = redact_quoted(&e.to_string());
+        assert!(e.to_string().contains("tok_secret"), "serde does echo it");
+        assert!(
+            !redacted.contains("tok_secret") && redacted.contains("invalid type"),
+            "{redacted}"
+        );
+    }
 
     #[test]
     fn depth_ignores_brackets_in_strings() {

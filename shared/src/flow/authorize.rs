@@ -69,12 +69,7 @@ pub async fn authorize(
             .append_pair("client_id", &credentials.client_id)
             .append_pair("redirect_uri", &flow.provider_redirect_uri);
         if !flow.scopes.is_empty() {
-            // "+" and " " are the same once form-encoded; "," stays literal.
-            let separator = match provider.scope_separator.as_str() {
-                "+" => " ",
-                other => other,
-            };
-            q.append_pair("scope", &flow.scopes.join(separator));
+            q.append_pair("scope", &provider.scope_separator.join(&flow.scopes));
         }
         q.append_pair("state", state);
         if let Some(verifier) = &flow.pkce_verifier {

@@ -87,14 +87,6 @@ impl Catalog {
     pub fn iter(&self) -> impl Iterator<Item = &Provider> {
         self.providers.values()
     }
-
-    pub fn len(&self) -> usize {
-        self.providers.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.providers.is_empty()
-    }
 }
 
 fn parse(text: &str, origin: &str) -> Result<Vec<Provider>> {

@@ -125,12 +125,10 @@ impl TokenClient {
             expires_at: response
                 .expires_in()
                 .map(|d| now + i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2)),
-            scope: response.scopes().map(|s| {
-                s.iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(provider.scope_separator.as_str())
-            }),
+            // RFC 6749's space-separated form, whatever the provider's separator.
+            scope: response
+                .scopes()
+                .map(|s| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")),
             provider: provider.slug.clone(),
             metadata: provider
                 .keep_token_fields

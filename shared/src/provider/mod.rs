@@ -93,12 +93,13 @@ pub enum ScopeSeparator {
 }
 
 impl ScopeSeparator {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ScopeSeparator::Space => " ",
+    /// The `scope` value of an authorization request, before form encoding (which turns a space
+    /// into `+`, so "+" and " " providers receive the same bytes).
+    pub fn join(self, scopes: &[String]) -> String {
+        scopes.join(match self {
+            ScopeSeparator::Space | ScopeSeparator::Plus => " ",
             ScopeSeparator::Comma => ",",
-            ScopeSeparator::Plus => "+",
-        }
+        })
     }
 }
 
