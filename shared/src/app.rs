@@ -8,7 +8,9 @@ use crate::config::Backend;
 use crate::provider::{Catalog, Provider, TokenClient};
 use crate::store::dynamodb::DynamoStore;
 use crate::store::embedded::{Db, EmbeddedStore};
-use crate::store::{ConnectionStore, FlowStore, KeyStore, OrgStore, StateTokenStore, Store};
+use crate::store::{
+    ConnectionStore, FlowStore, KeyStore, OrgStore, SourceStore, StateTokenStore, Store,
+};
 use crate::vault::embedded::EmbeddedVault;
 use crate::vault::secrets_manager::SecretsManagerVault;
 use crate::vault::{AppRegistry, Vault};
@@ -35,6 +37,7 @@ pub struct App {
     pub catalog: Catalog,
     pub flows: Arc<dyn FlowStore>,
     pub connections: Arc<dyn ConnectionStore>,
+    pub sources: Arc<dyn SourceStore>,
     pub state_tokens: Arc<dyn StateTokenStore>,
     pub keys: Arc<dyn KeyStore>,
     pub orgs: Arc<dyn OrgStore>,
@@ -90,6 +93,7 @@ impl App {
             // One backend object serves every port; each handler sees only the port it uses.
             flows: store.clone(),
             connections: store.clone(),
+            sources: store.clone(),
             state_tokens: store.clone(),
             keys: store.clone(),
             orgs: store,

@@ -16,6 +16,7 @@ pub mod org;
 pub mod provider;
 pub mod redirect;
 pub mod secret;
+pub mod source;
 pub mod store;
 pub mod vault;
 

@@ -15,11 +15,29 @@ use tracing::Instrument;
 #[derive(Debug, Clone, Copy)]
 pub enum Op {
     InitiateOauth,
+    GetConsentUrl,
+    NativeOauth,
+    ConnectorAuthorize,
     PersonalAuthorize,
 }
 
 pub const ROUTES: &[Route<Op>] = &[
     Route::new(Method::POST, "/v1/sources/initiateOAuth", Op::InitiateOauth),
+    Route::new(
+        Method::POST,
+        "/v1/source_oauths/get_consent_url",
+        Op::GetConsentUrl,
+    ),
+    Route::new(
+        Method::POST,
+        "/v1/organizations/{organization_id}/knowledge/connectors/sources/oauth",
+        Op::NativeOauth,
+    ),
+    Route::new(
+        Method::POST,
+        "/v1/organizations/{organization_id}/knowledge/connectors/sources/authorize",
+        Op::ConnectorAuthorize,
+    ),
     Route::new(
         Method::POST,
         "/v1/personal-connectors/authorize",
@@ -37,10 +55,16 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
 }
 
 async fn dispatch(app: &App, req: Request) -> Result<Response<Body>> {
-    let (op, _) = route::find(ROUTES, req.method(), req.uri().path())?;
+    let (op, params) = route::find(ROUTES, req.method(), req.uri().path())?;
     let caller = auth::authenticate(app.keys.as_ref(), &req).await?;
+    if let Some(org) = params.get("organization_id") {
+        caller.require_org(org)?;
+    }
     match op {
         Op::InitiateOauth => initiate_oauth(app, &caller, &req).await,
+        Op::GetConsentUrl => get_consent_url(app, &caller, &req).await,
+        Op::NativeOauth => native_oauth(app, &caller, &req).await,
+        Op::ConnectorAuthorize => connector_authorize(app, &caller, &req).await,
         Op::PersonalAuthorize => personal_authorize(app, &caller, &req).await,
     }
 }
@@ -71,9 +95,7 @@ struct InitiateOauthBody {
 
 async fn initiate_oauth(app: &App, caller: &Caller, req: &Request) -> Result<Response<Body>> {
     let body: InitiateOauthBody = api::json_body(req)?;
-    if body.workspace_id.is_empty() {
-        return Err(Error::field("workspaceId", "is required"));
-    }
+    require("workspaceId", &body.workspace_id)?;
     let provider = body
         .source_type
         .clone()
@@ -97,7 +119,130 @@ async fn initiate_oauth(app: &App, caller: &Caller, req: &Request) -> Result<Res
     .await?;
     api::json(
         StatusCode::OK,
-        &json!({ "consentUrl": started.authorize_url.expose().as_str() }),
+        &json!({ "consentUrl": started.consent_url.expose().as_str() }),
+    )
+}
+
+/// Airbyte config API's `SourceOauthConsentRequest`: the provider redirects to the caller's own
+/// (registered) `redirectUrl`, and the caller finishes with `complete_oauth`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConsentUrlBody {
+    #[serde(alias = "source_definition_id")]
+    source_definition_id: String,
+    #[serde(alias = "workspace_id")]
+    workspace_id: String,
+    #[serde(alias = "redirect_url")]
+    redirect_url: String,
+    #[serde(
+        default,
+        alias = "o_auth_input_configuration",
+        alias = "oauth_input_configuration"
+    )]
+    o_auth_input_configuration: Option<Map<String, Value>>,
+    // `sourceId` (re-authorizing an existing source) is accepted and ignored: the consent URL does
+    // not depend on it.
+}
+
+async fn get_consent_url(app: &App, caller: &Caller, req: &Request) -> Result<Response<Body>> {
+    let body: ConsentUrlBody = api::json_body(req)?;
+    require("workspaceId", &body.workspace_id)?;
+    require("sourceDefinitionId", &body.source_definition_id)?;
+    let started = flow::start(
+        app,
+        caller,
+        StartRequest {
+            kind: FlowKind::ClientCallback,
+            provider: body.source_definition_id.clone(),
+            definition_id: Some(body.source_definition_id),
+            workspace_id: Some(body.workspace_id),
+            redirect_url: body.redirect_url,
+            inputs: string_inputs("oAuthInputConfiguration", body.o_auth_input_configuration)?,
+            requested_scopes: vec![],
+            requested_optional_scopes: vec![],
+        },
+    )
+    .await?;
+    api::json(
+        StatusCode::OK,
+        &json!({ "consentUrl": started.consent_url.expose().as_str() }),
+    )
+}
+
+/// Aitronos native initiate: a hosted flow whose callback hands back the secret's id.
+#[derive(Debug, Deserialize)]
+struct NativeOauthBody {
+    source_definition_id: String,
+    workspace_id: String,
+    redirect_url: String,
+    #[serde(default, alias = "oauth_input_configuration")]
+    o_auth_input_configuration: Option<Map<String, Value>>,
+}
+
+async fn native_oauth(app: &App, caller: &Caller, req: &Request) -> Result<Response<Body>> {
+    let body: NativeOauthBody = api::json_body(req)?;
+    require("workspace_id", &body.workspace_id)?;
+    require("source_definition_id", &body.source_definition_id)?;
+    let started = flow::start(
+        app,
+        caller,
+        StartRequest {
+            kind: FlowKind::Native,
+            provider: body.source_definition_id.clone(),
+            definition_id: Some(body.source_definition_id),
+            workspace_id: Some(body.workspace_id),
+            redirect_url: body.redirect_url,
+            inputs: string_inputs(
+                "o_auth_input_configuration",
+                body.o_auth_input_configuration,
+            )?,
+            requested_scopes: vec![],
+            requested_optional_scopes: vec![],
+        },
+    )
+    .await?;
+    api::json(
+        StatusCode::OK,
+        &json!({ "consent_url": started.consent_url.expose().as_str() }),
+    )
+}
+
+/// Aitronos connector authorize: a hosted flow whose callback hands back an authorized
+/// connection, from which the platform then creates a source.
+#[derive(Debug, Deserialize)]
+struct ConnectorAuthorizeBody {
+    slug: String,
+    redirect_url: String,
+    #[serde(default)]
+    workspace_id: Option<String>,
+    #[serde(default, alias = "o_auth_input_configuration")]
+    integration_params: Option<Map<String, Value>>,
+}
+
+async fn connector_authorize(app: &App, caller: &Caller, req: &Request) -> Result<Response<Body>> {
+    let body: ConnectorAuthorizeBody = api::json_body(req)?;
+    require("slug", &body.slug)?;
+    let started = flow::start(
+        app,
+        caller,
+        StartRequest {
+            kind: FlowKind::Connector,
+            provider: body.slug,
+            definition_id: None,
+            workspace_id: body.workspace_id.filter(|w| !w.is_empty()),
+            redirect_url: body.redirect_url,
+            inputs: string_inputs("integration_params", body.integration_params)?,
+            requested_scopes: vec![],
+            requested_optional_scopes: vec![],
+        },
+    )
+    .await?;
+    api::json(
+        StatusCode::OK,
+        &json!({
+            "authorization_url": started.consent_url.expose().as_str(),
+            "connection_id": started.connection_id,
+        }),
     )
 }
 
@@ -136,7 +281,7 @@ async fn personal_authorize(app: &App, caller: &Caller, req: &Request) -> Result
     api::json(
         StatusCode::OK,
         &json!({
-            "authorization_url": started.authorize_url.expose().as_str(),
+            "authorization_url": started.consent_url.expose().as_str(),
             "connection_id": started.connection_id,
             "expires_at": expires_at,
         }),
@@ -152,4 +297,11 @@ fn string_inputs(field: &str, map: Option<Map<String, Value>>) -> Result<BTreeMa
             _ => Err(Error::field(field, format!("`{k}` must be a string"))),
         })
         .collect()
+}
+
+fn require(field: &str, value: &str) -> Result<()> {
+    if value.trim().is_empty() {
+        return Err(Error::field(field, "is required"));
+    }
+    Ok(())
 }

@@ -47,7 +47,7 @@ pub async fn try_sandbox(State(local): State<Arc<Local>>) -> Response {
         requested_optional_scopes: vec![],
     };
     match flow::start(app, &caller, request).await {
-        Ok(started) => Redirect::to(started.authorize_url.expose().as_str()).into_response(),
+        Ok(started) => Redirect::to(started.consent_url.expose().as_str()).into_response(),
         Err(e) => to_axum(html::error_page(&e, "local")),
     }
 }

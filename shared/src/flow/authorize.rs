@@ -1,7 +1,7 @@
 use oauth2::{PkceCodeChallenge, PkceCodeVerifier};
 use url::Url;
 
-use super::{binding_cookie_name, is_handle};
+use super::{Flow, binding_cookie_name, is_handle};
 use crate::crypto::{random_token, sha256_hex};
 use crate::{App, Error, Result};
 
@@ -45,6 +45,24 @@ pub async fn authorize(
         .flows
         .bind_flow(&key, &sha256_hex(&binding), now)
         .await?;
+    let provider_url = provider_url(app, &flow, state).await?;
+    let secure = if app.config.secure_cookies() {
+        "; Secure"
+    } else {
+        ""
+    };
+    let max_age = (flow.expires_at - now).max(0);
+    Ok(Authorization {
+        provider_url,
+        set_cookie: format!(
+            "{cookie_name}={binding}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
+        ),
+    })
+}
+
+/// The provider's consent URL for a flow: the entry's URL and extra parameters, then the protocol
+/// parameters, which neither the entry nor the caller can override.
+pub(crate) async fn provider_url(app: &App, flow: &Flow, state: &str) -> Result<Url> {
     let provider = app.catalog.resolve(&flow.provider)?;
     let credentials = app
         .apps
@@ -54,7 +72,6 @@ pub async fn authorize(
             flow.workspace_id.as_deref(),
         )
         .await?;
-
     let mut url = Url::parse(&flow.endpoints.authorization_url).map_err(Error::internal)?;
     let kept: Vec<(String, String)> = url
         .query_pairs()
@@ -80,16 +97,5 @@ pub async fn authorize(
                 .append_pair("code_challenge_method", challenge.method().as_str());
         }
     }
-    let secure = if app.config.secure_cookies() {
-        "; Secure"
-    } else {
-        ""
-    };
-    let max_age = (flow.expires_at - now).max(0);
-    Ok(Authorization {
-        provider_url: url,
-        set_cookie: format!(
-            "{cookie_name}={binding}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
-        ),
-    })
+    Ok(url)
 }

@@ -3,7 +3,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 use url::Url;
 
-use super::{Flow, FlowKind, FlowStatus, StateToken, binding_cookie_name, is_handle};
+use super::{Claim, Flow, FlowKind, FlowStatus, StateToken, binding_cookie_name, is_handle};
 use crate::connection::ConnectionStatus;
 use crate::crypto::{random_token, sha256_hex};
 use crate::provider::{Provider, TokenSet};
@@ -32,9 +32,12 @@ pub async fn callback(
         .filter(|v| is_handle(v))
         .ok_or(Error::FlowRejected)?;
     let lease_owner = random_token()?;
+    let claim = Claim::Browser {
+        binding_hash: sha256_hex(&binding),
+    };
     let flow = app
         .flows
-        .consume_flow(&key, &sha256_hex(&binding), &lease_owner, app.clock.now())
+        .consume_flow(&key, &claim, &lease_owner, app.clock.now())
         .await?;
 
     // The redirect target is checked again: the organization may have unregistered it since.
@@ -45,32 +48,57 @@ pub async fn callback(
         .ok_or(Error::FlowRejected)?;
     let redirect = RedirectUrl::registered(&flow.redirect_url, &org, &app.config)
         .map_err(|_| Error::FlowRejected)?;
-    let provider = app.catalog.resolve(&flow.provider)?;
 
-    match redeem(app, &flow, provider, query).await {
-        Ok(tokens) => {
-            let params = store(app, &flow, tokens).await?;
-            app.flows
-                .finish_flow(&flow.key, FlowStatus::Completed)
-                .await?;
+    match finish(app, &flow, query).await? {
+        Ending::Stored { secret_id, .. } => {
+            let params = references(app, &flow, secret_id).await?;
             let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
             Ok(redirect.with_params(pairs))
         }
-        Err(Refusal { error, description }) => {
-            fail(app, &flow).await?;
-            tracing::info!(provider = %flow.provider, %error, "flow ended without tokens");
-            Ok(redirect.with_params([
-                ("error", error.as_str()),
-                ("error_description", description.as_str()),
-            ]))
+        Ending::Refused(Refusal { error, description }) => Ok(redirect.with_params([
+            ("error", error.as_str()),
+            ("error_description", description.as_str()),
+        ])),
+    }
+}
+
+/// How a consumed flow ended.
+pub(crate) enum Ending {
+    /// Tokens redeemed, in the vault under `secret_id`; the connection is authorized.
+    Stored { secret_id: String, tokens: TokenSet },
+    /// No tokens; the flow and its connection are marked failed.
+    Refused(Refusal),
+}
+
+/// The shared end of every flow, whoever brings the authorization response (the browser at the
+/// callback, or the platform at `complete_oauth`): redeem the code, store the tokens, record the
+/// connection and the flow's outcome.
+pub(crate) async fn finish(
+    app: &App,
+    flow: &Flow,
+    query: &HashMap<String, String>,
+) -> Result<Ending> {
+    let provider = app.catalog.resolve(&flow.provider)?;
+    match redeem(app, flow, provider, query).await {
+        Ok(tokens) => {
+            let secret_id = store(app, flow, &tokens).await?;
+            app.flows
+                .finish_flow(&flow.key, FlowStatus::Completed)
+                .await?;
+            Ok(Ending::Stored { secret_id, tokens })
+        }
+        Err(refusal) => {
+            fail(app, flow).await?;
+            tracing::info!(provider = %flow.provider, error = %refusal.error, "flow ended without tokens");
+            Ok(Ending::Refused(refusal))
         }
     }
 }
 
-/// Why a flow ended without tokens, as told to the platform in the redirect.
-struct Refusal {
-    error: String,
-    description: String,
+/// Why a flow ended without tokens, as told to the platform (sanitized provider words).
+pub(crate) struct Refusal {
+    pub error: String,
+    pub description: String,
 }
 
 impl Refusal {
@@ -152,14 +180,14 @@ async fn redeem(
     Ok(tokens)
 }
 
-/// Writes the tokens and the authorized connection; returns the references for the redirect.
-async fn store(app: &App, flow: &Flow, tokens: TokenSet) -> Result<Vec<(&'static str, String)>> {
+/// Writes the tokens and the authorized connection; returns the secret's id.
+async fn store(app: &App, flow: &Flow, tokens: &TokenSet) -> Result<String> {
     let name = names::connection(
         &app.config.secret_prefix,
         &flow.organization_id,
         &flow.connection_id,
     );
-    let document = Sensitive::new(serde_json::to_string(&tokens).map_err(Error::internal)?);
+    let document = Sensitive::new(serde_json::to_string(tokens).map_err(Error::internal)?);
     let workspace = flow.workspace_id.as_deref().unwrap_or("-");
     let tags = [
         ("organization", flow.organization_id.as_str()),
@@ -173,7 +201,6 @@ async fn store(app: &App, flow: &Flow, tokens: TokenSet) -> Result<Vec<(&'static
         .put_secret(&name, &document, &tags, &request_token)
         .await?;
 
-    let now = app.clock.now();
     let mut connection = app
         .connections
         .get_connection(&flow.organization_id, &flow.connection_id)
@@ -189,12 +216,20 @@ async fn store(app: &App, flow: &Flow, tokens: TokenSet) -> Result<Vec<(&'static
             .map(str::to_string)
             .collect();
     }
-    connection.updated_at = now;
+    connection.updated_at = app.clock.now();
     app.connections.put_connection(&connection).await?;
     tracing::info!(provider = %flow.provider, connection_id = %connection.id, "connection authorized");
+    Ok(secret_id)
+}
 
+/// What the platform gets back in the redirect, by the request shape that started the flow.
+async fn references(
+    app: &App,
+    flow: &Flow,
+    secret_id: String,
+) -> Result<Vec<(&'static str, String)>> {
     Ok(match flow.kind {
-        FlowKind::InitiateOauth => vec![
+        FlowKind::InitiateOauth | FlowKind::Native => vec![
             ("secret_id", secret_id),
             (
                 "workspace_id",
@@ -207,8 +242,13 @@ async fn store(app: &App, flow: &Flow, tokens: TokenSet) -> Result<Vec<(&'static
                     .unwrap_or_else(|| flow.provider.clone()),
             ),
         ],
+        FlowKind::Connector => vec![
+            ("connection_id", flow.connection_id.clone()),
+            ("status", "authorized".to_string()),
+        ],
         FlowKind::Personal => {
             let token = random_token()?;
+            let now = app.clock.now();
             app.state_tokens
                 .create_state_token(&StateToken {
                     token_hash: sha256_hex(&token),
@@ -223,6 +263,8 @@ async fn store(app: &App, flow: &Flow, tokens: TokenSet) -> Result<Vec<(&'static
                 ("connection_id", flow.connection_id.clone()),
             ]
         }
+        // Never bound to a browser, so never consumed by the callback.
+        FlowKind::ClientCallback => return Err(Error::FlowRejected),
     })
 }
 

@@ -1,6 +1,11 @@
+use std::collections::HashMap;
+
+use super::Claim;
+use super::callback::{Ending, finish};
 use crate::auth::Caller;
 use crate::connection::{Connection, ConnectionStatus};
-use crate::crypto::sha256_hex;
+use crate::crypto::{random_token, sha256_hex};
+use crate::provider::TokenSet;
 use crate::{App, Error, Result};
 
 fn invalid_state_token() -> Error {
@@ -39,4 +44,63 @@ pub async fn complete_personal(
     app.connections.put_connection(&connection).await?;
     tracing::info!(connection_id = %connection.id, "personal connection activated");
     Ok(connection)
+}
+
+/// `complete_oauth`: what the platform brings back from the provider's redirect to its own URL.
+#[derive(Debug)]
+pub struct ClientCompletion {
+    pub organization_id: String,
+    pub workspace_id: String,
+    /// Must equal the one the flow was started with.
+    pub definition_id: String,
+    /// When given, must equal the flow's redirect URL.
+    pub redirect_url: Option<String>,
+    /// The provider's redirect query: `code`, `state`, and perhaps `iss`, `error`, `realmId`, ...
+    pub query: HashMap<String, String>,
+}
+
+/// How a client-callback flow ended.
+#[derive(Debug)]
+pub enum ClientOutcome {
+    /// The tokens are in the vault under `secret_id` (and returned to the caller when it asks).
+    Stored { secret_id: String, tokens: TokenSet },
+    /// The provider said no (or the code did not redeem): reported in the body, not as an HTTP error.
+    Refused { error: String, description: String },
+}
+
+/// Redeems a client-callback flow's code for the platform that started it: the flow is consumed
+/// once, and only by a caller with the same organization, workspace, definition and redirect URL.
+pub async fn complete_client_callback(
+    app: &App,
+    caller: &Caller,
+    req: ClientCompletion,
+) -> Result<ClientOutcome> {
+    caller.require_org(&req.organization_id)?;
+    caller.require_workspace(&req.workspace_id)?;
+    let state = req.query.get("state").map(String::as_str).unwrap_or("");
+    if !super::is_handle(state) {
+        return Err(Error::FlowRejected);
+    }
+    let claim = Claim::Client {
+        organization_id: req.organization_id,
+        workspace_id: req.workspace_id,
+        definition_id: req.definition_id,
+        redirect_url: req.redirect_url,
+    };
+    let flow = app
+        .flows
+        .consume_flow(
+            &sha256_hex(state),
+            &claim,
+            &random_token()?,
+            app.clock.now(),
+        )
+        .await?;
+    Ok(match finish(app, &flow, &req.query).await? {
+        Ending::Stored { secret_id, tokens } => ClientOutcome::Stored { secret_id, tokens },
+        Ending::Refused(r) => ClientOutcome::Refused {
+            error: r.error,
+            description: r.description,
+        },
+    })
 }

@@ -9,8 +9,8 @@ mod start;
 
 pub use authorize::{Authorization, authorize};
 pub use callback::callback;
-pub use complete::complete_personal;
-pub use model::{Flow, FlowKind, FlowStatus, StateToken};
+pub use complete::{ClientCompletion, ClientOutcome, complete_client_callback, complete_personal};
+pub use model::{Claim, Flow, FlowKind, FlowStatus, StateToken};
 pub use start::{StartRequest, Started, start};
 
 use crate::Config;

@@ -13,6 +13,72 @@ pub enum FlowKind {
     InitiateOauth,
     /// `POST /v1/personal-connectors/authorize`.
     Personal,
+    /// Aitronos native initiate: hosted callback, references like `InitiateOauth`.
+    Native,
+    /// Aitronos connector authorize: hosted callback, hands back a connection to build sources on.
+    Connector,
+    /// Airbyte config API `get_consent_url`: the provider redirects to the caller's own URL and the
+    /// caller redeems the code through `complete_oauth`. No browser step passes through the broker.
+    ClientCallback,
+}
+
+impl FlowKind {
+    /// Whether the provider redirects to the broker's callback (and the browser to authorize).
+    pub fn hosted(self) -> bool {
+        self != FlowKind::ClientCallback
+    }
+}
+
+/// Who may take a pending flow, and what they must show: the condition both backends enforce in
+/// the same atomic write that consumes the flow.
+#[derive(Debug, Clone)]
+pub enum Claim {
+    /// The callback: the browser bound at authorize (hash of its cookie).
+    Browser { binding_hash: String },
+    /// `complete_oauth`: the platform that started a client-callback flow, with the same
+    /// organization, workspace and source definition, and the same redirect URL when it names one.
+    Client {
+        organization_id: String,
+        workspace_id: String,
+        definition_id: String,
+        redirect_url: Option<String>,
+    },
+}
+
+impl Claim {
+    /// Attribute equalities the flow item must satisfy, besides being pending and unexpired.
+    pub fn conditions(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            Claim::Browser { binding_hash } => vec![("binding_hash", binding_hash.as_str())],
+            Claim::Client {
+                organization_id,
+                workspace_id,
+                definition_id,
+                redirect_url,
+            } => {
+                let mut conditions = vec![
+                    ("kind", "client_callback"),
+                    ("organization_id", organization_id.as_str()),
+                    ("workspace_id", workspace_id.as_str()),
+                    ("definition_id", definition_id.as_str()),
+                ];
+                if let Some(url) = redirect_url {
+                    conditions.push(("redirect_url", url.as_str()));
+                }
+                conditions
+            }
+        }
+    }
+
+    /// The same conditions, checked against a flow read inside a transaction.
+    pub fn admits(&self, flow: &Flow) -> bool {
+        let Ok(serde_json::Value::Object(item)) = serde_json::to_value(flow) else {
+            return false;
+        };
+        self.conditions()
+            .iter()
+            .all(|(attr, want)| item.get(*attr).and_then(|v| v.as_str()) == Some(*want))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

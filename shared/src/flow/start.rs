@@ -27,8 +27,9 @@ pub struct StartRequest {
 
 #[derive(Debug)]
 pub struct Started {
-    /// The browser's entry point: the authorize step, carrying the flow's handle.
-    pub authorize_url: Sensitive<Url>,
+    /// The URL the user's browser opens: the authorize step for hosted flows, the provider's
+    /// consent page for client-callback flows. It carries the flow's handle (the state).
+    pub consent_url: Sensitive<Url>,
     pub connection_id: String,
     pub expires_at: i64,
 }
@@ -72,6 +73,7 @@ pub async fn start(app: &App, caller: &Caller, req: StartRequest) -> Result<Star
         identifier: None,
         scopes: scopes.clone(),
         token_expires_at: None,
+        pk: None,
         created_at: now,
         updated_at: now,
     };
@@ -87,7 +89,12 @@ pub async fn start(app: &App, caller: &Caller, req: StartRequest) -> Result<Star
         provider: provider.slug.clone(),
         definition_id: req.definition_id,
         redirect_url: redirect.as_str().to_string(),
-        provider_redirect_uri: app.config.callback_url().to_string(),
+        // Client-callback flows send the provider back to the caller, who redeems the code itself.
+        provider_redirect_uri: if req.kind.hosted() {
+            app.config.callback_url().to_string()
+        } else {
+            redirect.as_str().to_string()
+        },
         endpoints,
         scopes,
         inputs: req.inputs,
@@ -103,10 +110,15 @@ pub async fn start(app: &App, caller: &Caller, req: StartRequest) -> Result<Star
     app.flows.create_flow(&flow).await?;
     tracing::info!(provider = %flow.provider, kind = ?flow.kind, connection_id = %connection.id, "flow started");
 
-    let mut authorize_url = app.config.authorize_url();
-    authorize_url.query_pairs_mut().append_pair("flow", &state);
+    let consent_url = if flow.kind.hosted() {
+        let mut url = app.config.authorize_url();
+        url.query_pairs_mut().append_pair("flow", &state);
+        url
+    } else {
+        super::authorize::provider_url(app, &flow, &state).await?
+    };
     Ok(Started {
-        authorize_url: Sensitive::new(authorize_url),
+        consent_url: Sensitive::new(consent_url),
         connection_id: connection.id,
         expires_at,
     })

@@ -133,6 +133,22 @@ mod tests {
     }
 
     #[test]
+    fn airbyte_source_definition_ids_resolve_to_their_providers() {
+        let c = Catalog::load(&config(), vec![]).unwrap();
+        for (definition, slug) in [
+            ("71607ba1-c0ac-4799-8049-7f4b90dd50f7", "google-sheets"),
+            ("ef69ef6e-aa7f-4af1-a01d-ef775033524e", "github"),
+            ("b117307c-14b6-41aa-9422-947e34922962", "salesforce"),
+            ("36c891d9-4bd9-43ac-bad2-10e12756272c", "hubspot"),
+            ("c2281cee-86f9-4a86-bb48-d23286b4c7bd", "slack"),
+            ("9f8dda77-1048-4368-815b-269bf54ee9b8", "google-drive"),
+            ("9da77001-af33-4bcd-be46-6252bf9342b9", "shopify"),
+        ] {
+            assert_eq!(c.resolve(definition).unwrap().slug, slug, "{definition}");
+        }
+    }
+
+    #[test]
     fn providers_file_adds_entries_and_overrides_builtins_by_slug() {
         let path = std::env::temp_dir().join(format!("providers-{}.toml", uuid::Uuid::new_v4()));
         std::fs::write(

@@ -13,11 +13,12 @@ use aws_sdk_dynamodb::types::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{ConnectionStore, FlowStore, KeyStore, OrgStore, StateTokenStore, keys};
+use super::{ConnectionStore, FlowStore, KeyStore, OrgStore, SourceStore, StateTokenStore, keys};
 use crate::auth::ApiKeyRecord;
 use crate::connection::Connection;
-use crate::flow::{Flow, FlowStatus, StateToken};
+use crate::flow::{Claim, Flow, FlowStatus, StateToken};
 use crate::org::Org;
+use crate::source::Source;
 use crate::vault::sdk_error;
 use crate::{Error, Result};
 
@@ -202,9 +203,12 @@ impl FlowStore for DynamoStore {
             .update_expression("SET binding_hash = :b")
             .condition_expression(
                 "attribute_exists(pk) AND #status = :pending AND expires_at > :now \
+                 AND #kind <> :client \
                  AND (attribute_not_exists(binding_hash) OR binding_hash = :b)",
             )
             .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#kind", "kind")
+            .expression_attribute_values(":client", s("client_callback"))
             .expression_attribute_values(":b", s(binding_hash))
             .expression_attribute_values(":pending", s("pending"))
             .expression_attribute_values(":now", n(now))
@@ -221,28 +225,31 @@ impl FlowStore for DynamoStore {
     async fn consume_flow(
         &self,
         flow_key: &str,
-        binding_hash: &str,
+        claim: &Claim,
         lease_owner: &str,
         now: i64,
     ) -> Result<Flow> {
-        let out = self
+        let mut condition =
+            String::from("attribute_exists(pk) AND #status = :pending AND expires_at > :now");
+        let mut req = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(keys::flow(flow_key))))
             .update_expression("SET #status = :consumed, lease_owner = :owner")
-            .condition_expression(
-                "attribute_exists(pk) AND #status = :pending AND expires_at > :now AND binding_hash = :b",
-            )
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":consumed", s("consumed"))
             .expression_attribute_values(":pending", s("pending"))
             .expression_attribute_values(":owner", s(lease_owner))
-            .expression_attribute_values(":b", s(binding_hash))
             .expression_attribute_values(":now", n(now))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await;
+            .return_values(ReturnValue::AllNew);
+        for (i, (attr, value)) in claim.conditions().into_iter().enumerate() {
+            condition.push_str(&format!(" AND #c{i} = :c{i}"));
+            req = req
+                .expression_attribute_names(format!("#c{i}"), attr)
+                .expression_attribute_values(format!(":c{i}"), s(value));
+        }
+        let out = req.condition_expression(condition).send().await;
         match out {
             Ok(out) => from_item(out.attributes.unwrap_or_default()),
             Err(e) if is_condition_failure(&e) => {
@@ -295,6 +302,18 @@ impl ConnectionStore for DynamoStore {
 
     async fn get_connection(&self, organization_id: &str, id: &str) -> Result<Option<Connection>> {
         self.get(keys::connection(organization_id, id)).await
+    }
+}
+
+#[async_trait]
+impl SourceStore for DynamoStore {
+    async fn create_source(&self, source: &Source) -> Result<bool> {
+        let pk = keys::source(&source.organization_id, &source.id);
+        self.put(to_item(pk, source)?, true).await
+    }
+
+    async fn get_source(&self, organization_id: &str, id: &str) -> Result<Option<Source>> {
+        self.get(keys::source(organization_id, id)).await
     }
 }
 

@@ -10,11 +10,12 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{ConnectionStore, FlowStore, KeyStore, OrgStore, StateTokenStore, keys};
+use super::{ConnectionStore, FlowStore, KeyStore, OrgStore, SourceStore, StateTokenStore, keys};
 use crate::auth::ApiKeyRecord;
 use crate::connection::Connection;
-use crate::flow::{Flow, FlowStatus, StateToken};
+use crate::flow::{Claim, Flow, FlowStatus, StateToken};
 use crate::org::Org;
+use crate::source::Source;
 use crate::{Error, Result};
 
 pub const DB_FILE: &str = "broker.sqlite3";
@@ -146,7 +147,7 @@ impl FlowStore for EmbeddedStore {
     async fn bind_flow(&self, key: &str, binding_hash: &str, now: i64) -> Result<Flow> {
         let outcome = self.db.modify(&keys::flow(key), false, |f: &mut Flow| {
             let free = f.binding_hash.as_deref().is_none_or(|b| b == binding_hash);
-            if f.status != FlowStatus::Pending || f.expires_at <= now || !free {
+            if f.status != FlowStatus::Pending || f.expires_at <= now || !f.kind.hosted() || !free {
                 return false;
             }
             f.binding_hash = Some(binding_hash.to_string());
@@ -161,14 +162,12 @@ impl FlowStore for EmbeddedStore {
     async fn consume_flow(
         &self,
         key: &str,
-        binding_hash: &str,
+        claim: &Claim,
         lease_owner: &str,
         now: i64,
     ) -> Result<Flow> {
         let outcome = self.db.modify(&keys::flow(key), false, |f: &mut Flow| {
-            let ok = f.status == FlowStatus::Pending
-                && f.expires_at > now
-                && f.binding_hash.as_deref() == Some(binding_hash);
+            let ok = f.status == FlowStatus::Pending && f.expires_at > now && claim.admits(f);
             if ok {
                 f.status = FlowStatus::Consumed;
                 f.lease_owner = Some(lease_owner.to_string());
@@ -206,6 +205,18 @@ impl ConnectionStore for EmbeddedStore {
 
     async fn get_connection(&self, organization_id: &str, id: &str) -> Result<Option<Connection>> {
         self.db.get(&keys::connection(organization_id, id))
+    }
+}
+
+#[async_trait]
+impl SourceStore for EmbeddedStore {
+    async fn create_source(&self, source: &Source) -> Result<bool> {
+        let pk = keys::source(&source.organization_id, &source.id);
+        self.db.put(&pk, source, true)
+    }
+
+    async fn get_source(&self, organization_id: &str, id: &str) -> Result<Option<Source>> {
+        self.db.get(&keys::source(organization_id, id))
     }
 }
 

@@ -12,24 +12,25 @@ use async_trait::async_trait;
 use crate::Result;
 use crate::auth::ApiKeyRecord;
 use crate::connection::Connection;
-use crate::flow::{Flow, FlowStatus, StateToken};
+use crate::flow::{Claim, Flow, FlowStatus, StateToken};
 use crate::org::Org;
+use crate::source::Source;
 
 #[async_trait]
 pub trait FlowStore: Send + Sync {
     /// Writes a new flow; fails if the key exists.
     async fn create_flow(&self, flow: &Flow) -> Result<()>;
 
-    /// Binds a pending, unexpired flow to a browser: the first browser wins, the same browser may
-    /// come back. Anything else is [`crate::Error::FlowRejected`].
+    /// Binds a pending, unexpired, hosted flow to a browser: the first browser wins, the same
+    /// browser may come back. Anything else is [`crate::Error::FlowRejected`].
     async fn bind_flow(&self, key: &str, binding_hash: &str, now: i64) -> Result<Flow>;
 
-    /// Takes a pending, unexpired flow bound to this browser, exactly once across all callers.
+    /// Takes a pending, unexpired flow that `claim` fits, exactly once across all callers.
     /// A repeat by the same `lease_owner` (a retried write) gets the flow again.
     async fn consume_flow(
         &self,
         key: &str,
-        binding_hash: &str,
+        claim: &Claim,
         lease_owner: &str,
         now: i64,
     ) -> Result<Flow>;
@@ -43,6 +44,14 @@ pub trait ConnectionStore: Send + Sync {
     async fn put_connection(&self, connection: &Connection) -> Result<()>;
     /// Scoped by organization: another organization's connection is simply not found.
     async fn get_connection(&self, organization_id: &str, id: &str) -> Result<Option<Connection>>;
+}
+
+#[async_trait]
+pub trait SourceStore: Send + Sync {
+    /// Writes a new source; `false` when one with its id exists already.
+    async fn create_source(&self, source: &Source) -> Result<bool>;
+    /// Scoped by organization, like connections.
+    async fn get_source(&self, organization_id: &str, id: &str) -> Result<Option<Source>>;
 }
 
 #[async_trait]
@@ -70,8 +79,14 @@ pub trait OrgStore: Send + Sync {
 }
 
 /// Every port at once, for wiring one backend into [`crate::App`].
-pub trait Store: FlowStore + ConnectionStore + StateTokenStore + KeyStore + OrgStore {}
-impl<T: FlowStore + ConnectionStore + StateTokenStore + KeyStore + OrgStore> Store for T {}
+pub trait Store:
+    FlowStore + ConnectionStore + SourceStore + StateTokenStore + KeyStore + OrgStore
+{
+}
+impl<T: FlowStore + ConnectionStore + SourceStore + StateTokenStore + KeyStore + OrgStore> Store
+    for T
+{
+}
 
 /// Item keys, shared by both backends.
 pub(crate) mod keys {
@@ -80,6 +95,9 @@ pub(crate) mod keys {
     }
     pub fn connection(org: &str, id: &str) -> String {
         format!("CONN#{org}#{id}")
+    }
+    pub fn source(org: &str, id: &str) -> String {
+        format!("SRC#{org}#{id}")
     }
     pub fn state_token(hash: &str) -> String {
         format!("STATETOKEN#{hash}")

@@ -1,5 +1,9 @@
 //! A connection: one user's authorized account at one provider, whose tokens sit in the vault.
 
+mod import;
+
+pub use import::{Import, import};
+
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +38,9 @@ pub struct Connection {
     pub scopes: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_expires_at: Option<i64>,
+    /// An integer primary key, for connections imported through authentik's API shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pk: Option<u64>,
     pub created_at: i64,
     pub updated_at: i64,
 }

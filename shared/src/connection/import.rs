@@ -1,0 +1,95 @@
+//! authentik's user source connections: a platform that already holds a token for a user imports
+//! it as a connection (`POST /v1/sources/user_connections/oauth/`).
+
+use std::collections::BTreeMap;
+
+use super::{Connection, ConnectionStatus, new_connection_id};
+use crate::auth::Caller;
+use crate::crypto::{random_bytes, sha256_hex};
+use crate::provider::TokenSet;
+use crate::secret::Sensitive;
+use crate::vault::names;
+use crate::{App, Error, Result};
+
+/// authentik's identifier column is 255 characters.
+const MAX_IDENTIFIER: usize = 255;
+
+#[derive(Debug)]
+pub struct Import {
+    /// Provider slug or alias.
+    pub source: String,
+    /// The user's id at the provider.
+    pub identifier: String,
+    pub access_token: Option<Sensitive<String>>,
+    /// Epoch seconds.
+    pub expires: Option<i64>,
+}
+
+/// Records an active connection for the caller's organization; the token, when given, goes to
+/// the vault and never back to the caller.
+pub async fn import(app: &App, caller: &Caller, req: Import) -> Result<Connection> {
+    let length = req.identifier.chars().count();
+    if req.identifier.trim().is_empty() || length > MAX_IDENTIFIER {
+        return Err(Error::field(
+            "identifier",
+            format!("must be 1 to {MAX_IDENTIFIER} characters"),
+        ));
+    }
+    let provider = app
+        .catalog
+        .resolve(&req.source)
+        .map_err(|_| Error::field("source", "is not a known provider"))?;
+    let now = app.clock.now();
+    let mut connection = Connection {
+        id: new_connection_id(),
+        organization_id: caller.organization_id.clone(),
+        workspace_id: None,
+        user_id: caller.user_id,
+        provider: provider.slug.clone(),
+        status: ConnectionStatus::Active,
+        secret_id: None,
+        identifier: Some(req.identifier),
+        scopes: vec![],
+        token_expires_at: req.expires,
+        pk: Some(new_pk()?),
+        created_at: now,
+        updated_at: now,
+    };
+    if let Some(access_token) = req.access_token.filter(|t| !t.expose().is_empty()) {
+        let tokens = TokenSet {
+            access_token,
+            refresh_token: None,
+            token_type: "Bearer".into(),
+            expires_at: req.expires,
+            scope: None,
+            provider: provider.slug.clone(),
+            metadata: BTreeMap::new(),
+        };
+        let document = Sensitive::new(serde_json::to_string(&tokens).map_err(Error::internal)?);
+        let name = names::connection(
+            &app.config.secret_prefix,
+            &connection.organization_id,
+            &connection.id,
+        );
+        let tags = [
+            ("organization", connection.organization_id.as_str()),
+            ("workspace", "-"),
+            ("provider", provider.slug.as_str()),
+        ];
+        let request_token = sha256_hex(&format!("import:{}", connection.id));
+        connection.secret_id = Some(
+            app.vault
+                .put_secret(&name, &document, &tags, &request_token)
+                .await?,
+        );
+    }
+    app.connections.put_connection(&connection).await?;
+    tracing::info!(provider = %connection.provider, connection_id = %connection.id, "connection imported");
+    Ok(connection)
+}
+
+/// authentik's primary keys are integers; a random one within JSON's exact-integer range.
+fn new_pk() -> Result<u64> {
+    let bytes = random_bytes::<8>()?;
+    Ok((u64::from_le_bytes(bytes) >> 11).max(1))
+}
