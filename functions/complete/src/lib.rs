@@ -276,7 +276,7 @@ fn user_connection_json(c: &Connection, provider_name: &str) -> Value {
     let bits = u128::from_str_radix(&digest[..32], 16).unwrap_or_default();
     let source_pk = uuid::Builder::from_custom_bytes(bits.to_be_bytes()).into_uuid();
     json!({
-        "pk": c.pk,
+        "pk": c.numeric_id,
         "user": c.user_id,
         "source": {
             "pk": source_pk.to_string(),

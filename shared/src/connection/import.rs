@@ -51,7 +51,7 @@ pub async fn import(app: &App, caller: &Caller, req: Import) -> Result<Connectio
         identifier: Some(req.identifier),
         scopes: vec![],
         token_expires_at: req.expires,
-        pk: Some(new_pk()?),
+        numeric_id: Some(new_numeric_id()?),
         created_at: now,
         updated_at: now,
     };
@@ -89,7 +89,7 @@ pub async fn import(app: &App, caller: &Caller, req: Import) -> Result<Connectio
 }
 
 /// authentik's primary keys are integers; a random one within JSON's exact-integer range.
-fn new_pk() -> Result<u64> {
+fn new_numeric_id() -> Result<u64> {
     let bytes = random_bytes::<8>()?;
     Ok((u64::from_le_bytes(bytes) >> 11).max(1))
 }

@@ -38,9 +38,10 @@ pub struct Connection {
     pub scopes: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_expires_at: Option<i64>,
-    /// An integer primary key, for connections imported through authentik's API shape.
+    /// An integer id, for connections imported through authentik's API shape (its `pk`). Not
+    /// named `pk`: that is the table's partition key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pk: Option<u64>,
+    pub numeric_id: Option<u64>,
     pub created_at: i64,
     pub updated_at: i64,
 }

@@ -73,7 +73,7 @@ pub async fn start(app: &App, caller: &Caller, req: StartRequest) -> Result<Star
         identifier: None,
         scopes: scopes.clone(),
         token_expires_at: None,
-        pk: None,
+        numeric_id: None,
         created_at: now,
         updated_at: now,
     };

@@ -41,6 +41,10 @@ fn n(v: i64) -> AttributeValue {
 
 fn to_item<T: Serialize>(pk: String, value: &T) -> Result<Item> {
     let mut item: Item = serde_dynamo::to_item(value).map_err(Error::internal)?;
+    if item.contains_key("pk") || item.contains_key("sk") {
+        // A model field named like a key attribute would be silently overwritten.
+        return Err(Error::internal("item field clashes with a key attribute"));
+    }
     let sk = pk.split('#').next().unwrap_or_default().to_string();
     item.insert("pk".into(), s(pk));
     item.insert("sk".into(), s(sk));
