@@ -13,6 +13,7 @@ use oauth2::reqwest;
 use serde_json::{Value, json};
 use url::Url;
 
+use crate::contract::{self, Violations};
 use crate::fake_provider::{CLIENT_ID, CLIENT_SECRET, FakeProvider};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,12 +36,21 @@ pub struct Broker {
     /// Registered for `org`; never listened on, tests read the redirect instead of following it.
     pub redirect_url: String,
     pub http: reqwest::Client,
+    /// Responses that disagreed with `infra/openapi.yaml`; asserted empty when the broker drops.
+    pub violations: Violations,
     data_dir: PathBuf,
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.data_dir);
+        let violations = self.violations.take();
+        if !violations.is_empty() && !std::thread::panicking() {
+            panic!(
+                "responses that disagree with infra/openapi.yaml:\n{}",
+                violations.join("\n")
+            );
+        }
     }
 }
 
@@ -105,10 +115,12 @@ impl Broker {
                 .await
                 .expect("app"),
         );
-        tokio::spawn(brokerctl::server::serve(
-            listener,
-            brokerctl::server::router(app.clone(), false),
-        ));
+        // Every response of every test goes through the contract check.
+        let violations = Violations::default();
+        let router = brokerctl::server::router(app.clone(), false).layer(
+            axum::middleware::from_fn_with_state(violations.clone(), contract::checking_layer),
+        );
+        tokio::spawn(brokerctl::server::serve(listener, router));
 
         let admin = Admin::connect(config).await.expect("admin");
         let org = unique("org");
@@ -132,6 +144,7 @@ impl Broker {
             key,
             redirect_url,
             http: http_client(),
+            violations,
             data_dir,
         }
     }

@@ -1,6 +1,8 @@
 //! Test support for the end-to-end suites: a fake OAuth provider with a ledger, and a harness
-//! that runs the broker's router (the one `brokerctl serve` runs) over either backend.
+//! that runs the broker's router (the one `brokerctl serve` runs) over either backend, and
+//! `infra/openapi.yaml` as the oracle every response is checked against.
 
+pub mod contract;
 pub mod fake_provider;
 pub mod harness;
 
