@@ -86,30 +86,35 @@ impl Contract {
         }
     }
 
-    fn validator(&self, schema_pointer: &str) -> Arc<Validator> {
+    fn validator(&self, schema_pointer: &str) -> Result<Arc<Validator>, String> {
         let mut cache = self.validators.lock().expect("validators");
-        cache
-            .entry(schema_pointer.to_string())
-            .or_insert_with(|| {
-                // The whole document is the root resource, so `#/components/...` refs resolve;
-                // its other keys are not schema keywords and are ignored.
-                let mut root = self.doc.clone();
-                root["$schema"] = "https://json-schema.org/draft/2020-12/schema".into();
-                root["$ref"] = format!("#{schema_pointer}").into();
-                let validator = jsonschema::options()
-                    .with_draft(jsonschema::Draft::Draft202012)
-                    .should_validate_formats(true)
-                    .build(&root)
-                    .unwrap_or_else(|e| panic!("openapi schema at {schema_pointer}: {e}"));
-                Arc::new(validator)
-            })
-            .clone()
+        if let Some(v) = cache.get(schema_pointer) {
+            return Ok(v.clone());
+        }
+        // The whole document is the root resource, so `#/components/...` refs resolve; its other
+        // keys are not schema keywords and are ignored. Braces of path templates are not allowed
+        // in a URI fragment as they are.
+        let mut root = self.doc.clone();
+        root["$schema"] = "https://json-schema.org/draft/2020-12/schema".into();
+        root["$ref"] = format!(
+            "#{}",
+            schema_pointer.replace('{', "%7B").replace('}', "%7D")
+        )
+        .into();
+        let validator = jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .should_validate_formats(true)
+            .build(&root)
+            .map_err(|e| format!("openapi schema at {schema_pointer}: {e}"))?;
+        let validator = Arc::new(validator);
+        cache.insert(schema_pointer.to_string(), validator.clone());
+        Ok(validator)
     }
 
     fn validate_json(&self, schema_pointer: &str, body: &[u8]) -> Result<(), String> {
         let value: Value =
             serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
-        let validator = self.validator(schema_pointer);
+        let validator = self.validator(schema_pointer)?;
         let errors: Vec<String> = validator
             .iter_errors(&value)
             .map(|e| format!("{} at {}", e, e.instance_path()))

@@ -24,6 +24,8 @@ pub enum Backend {
 
 /// The slug of the fake provider in the broker's catalog.
 pub const FAKE: &str = "fake";
+/// The Airbyte source definition id the catalog maps to the fake provider.
+pub const FAKE_DEFINITION: &str = "fa4e0000-0000-4000-8000-000000000001";
 
 pub struct Broker {
     pub backend: Backend,
@@ -262,6 +264,7 @@ fn fake_entry(base: &str) -> Provider {
     serde_json::from_value(json!({
         "slug": FAKE,
         "name": "Fake provider",
+        "source_definition_ids": [FAKE_DEFINITION],
         "authorization_url": format!("{base}/authorize"),
         "token_url": format!("{base}/token"),
         "scopes": ["read"],

@@ -301,5 +301,7 @@ fn user_connection_json(c: &Connection, provider_name: &str) -> Value {
         "last_updated": rfc3339(c.updated_at),
         "identifier": c.identifier,
         "expires": c.token_expires_at.map(rfc3339),
+        // Beyond the seed: the broker's own reference, for the connections API.
+        "connection_id": c.id,
     })
 }
