@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use broker_tests::contract::contract;
+use broker_tests::harness::FAKE_DEFINITION;
 use broker_tests::{Backend, Broker, query_of};
 use lambda_http::{Body, Response};
 use serde_json::Value;
@@ -22,6 +24,26 @@ fn event(name: &str, vars: &[(&str, &str)]) -> lambda_http::Request {
         .unwrap_or_else(|e| panic!("{name} is not an API Gateway v2 event: {e}"))
 }
 
+/// Runs one event through a function's handler and checks the response against the OpenAPI
+/// document, as the HTTP suites' harness does for every response it sees.
+macro_rules! invoke {
+    ($function:ident, $broker:expr, $event:expr, $vars:expr) => {{
+        let req = event($event, $vars);
+        let (method, path) = (req.method().clone(), req.uri().path().to_string());
+        let resp = $function::handle(&$broker.app, req).await;
+        if let Err(e) = contract().check(
+            &method,
+            &path,
+            resp.status(),
+            resp.headers(),
+            resp.body().as_ref(),
+        ) {
+            panic!("{}: {e}", $event);
+        }
+        resp
+    }};
+}
+
 fn header(resp: &Response<Body>, name: &str) -> String {
     resp.headers()
         .get(name)
@@ -37,7 +59,7 @@ fn json_body(resp: &Response<Body>) -> Value {
 /// Runs authorize, the fake provider and callback as events; returns the callback's response.
 async fn browser_steps(broker: &Broker, authorization_url: &str) -> Response<Body> {
     let flow = query_of(authorization_url)["flow"].clone();
-    let resp = authorize::handle(&broker.app, event("authorize.json", &[("FLOW", &flow)])).await;
+    let resp = invoke!(authorize, broker, "authorize.json", &[("FLOW", &flow)]);
     assert_eq!(resp.status(), 302);
     let cookie = header(&resp, "set-cookie")
         .split(';')
@@ -56,7 +78,7 @@ async fn browser_steps(broker: &Broker, authorization_url: &str) -> Response<Bod
         ("STATE", back["state"].as_str()),
         ("COOKIE", cookie.as_str()),
     ];
-    callback::handle(&broker.app, event("callback.json", &vars)).await
+    invoke!(callback, broker, "callback.json", &vars)
 }
 
 #[tokio::test]
@@ -68,7 +90,7 @@ async fn airbyte_flow_runs_through_the_handlers_as_api_gateway_events() {
         ("REDIRECT_URL", broker.redirect_url.as_str()),
     ];
 
-    let resp = initiate::handle(&broker.app, event("initiate-oauth.json", &vars)).await;
+    let resp = invoke!(initiate, broker, "initiate-oauth.json", &vars);
     assert_eq!(resp.status(), 200);
     let consent = json_body(&resp)["consentUrl"].as_str().unwrap().to_string();
 
@@ -89,7 +111,7 @@ async fn personal_flow_runs_through_the_handlers_as_api_gateway_events() {
         ("PROVIDER", "fake"),
         ("REDIRECT_URL", broker.redirect_url.as_str()),
     ];
-    let resp = initiate::handle(&broker.app, event("personal-authorize.json", &vars)).await;
+    let resp = invoke!(initiate, broker, "personal-authorize.json", &vars);
     assert_eq!(resp.status(), 200, "{:?}", resp.body());
     let started = json_body(&resp);
 
@@ -101,10 +123,10 @@ async fn personal_flow_runs_through_the_handlers_as_api_gateway_events() {
         ("STATE_TOKEN", params["state_token"].as_str()),
     ];
 
-    let resp = complete::handle(&broker.app, event("complete-personal.json", &done)).await;
+    let resp = invoke!(complete, broker, "complete-personal.json", &done);
     assert_eq!(resp.status(), 200);
     assert_eq!(json_body(&resp)["connection"]["status"], "active");
-    let again = complete::handle(&broker.app, event("complete-personal.json", &done)).await;
+    let again = invoke!(complete, broker, "complete-personal.json", &done);
     assert_eq!(again.status(), 400);
     assert_eq!(
         json_body(&again)["error"]["trace_id"],
@@ -116,16 +138,105 @@ async fn personal_flow_runs_through_the_handlers_as_api_gateway_events() {
 #[tokio::test]
 async fn refusals_arrive_as_events_too() {
     let broker = Broker::start(Backend::Embedded).await;
-    let resp = initiate::handle(&broker.app, event("initiate-oauth-no-key.json", &[])).await;
+    let resp = invoke!(initiate, broker, "initiate-oauth-no-key.json", &[]);
     assert_eq!(resp.status(), 401);
     assert_eq!(json_body(&resp)["error"]["trace_id"], "evt-nokey");
 
-    let resp = callback::handle(&broker.app, event("callback-unknown-state.json", &[])).await;
+    let resp = invoke!(callback, broker, "callback-unknown-state.json", &[]);
     assert_eq!(resp.status(), 400);
     assert_eq!(header(&resp, "referrer-policy"), "no-referrer");
     assert!(header(&resp, "location").is_empty());
 
-    // A function refuses routes that belong to another one.
+    // A function refuses routes that belong to another one (API Gateway never sends it there, so
+    // this response is outside the document).
     let resp = complete::handle(&broker.app, event("callback-unknown-state.json", &[])).await;
     assert_eq!(resp.status(), 404);
+}
+
+#[tokio::test]
+async fn client_callback_flow_runs_through_the_handlers_as_api_gateway_events() {
+    let broker = Broker::start(Backend::Embedded).await;
+    let vars = [
+        ("API_KEY", broker.key.as_str()),
+        ("DEFINITION", FAKE_DEFINITION),
+        ("REDIRECT_URL", broker.redirect_url.as_str()),
+    ];
+    let resp = invoke!(initiate, broker, "get-consent-url.json", &vars);
+    assert_eq!(resp.status(), 200);
+    let consent = json_body(&resp)["consentUrl"].as_str().unwrap().to_string();
+    let provider = broker.http.get(&consent).send().await.unwrap();
+    let back = query_of(provider.headers()["location"].to_str().unwrap());
+
+    let done = [
+        vars[0],
+        vars[1],
+        vars[2],
+        ("CODE", back["code"].as_str()),
+        ("STATE", back["state"].as_str()),
+    ];
+    let resp = invoke!(complete, broker, "complete-oauth.json", &done);
+    assert_eq!(resp.status(), 200);
+    let body = json_body(&resp);
+    assert_eq!(body["request_succeeded"], true, "{body}");
+    assert!(body["auth_payload"]["secretId"].is_string());
+    assert_eq!(broker.provider.ledger().token_requests.len(), 1);
+}
+
+#[tokio::test]
+async fn aitronos_routes_run_through_the_handlers_as_api_gateway_events() {
+    let broker = Broker::start(Backend::Embedded).await;
+    let vars = [
+        ("API_KEY", broker.key.as_str()),
+        ("ORG", broker.org.as_str()),
+        ("DEFINITION", FAKE_DEFINITION),
+        ("PROVIDER", "fake"),
+        ("REDIRECT_URL", broker.redirect_url.as_str()),
+    ];
+    // Native: the callback hands back the secret's id
+    let resp = invoke!(initiate, broker, "native-oauth.json", &vars);
+    assert_eq!(resp.status(), 200);
+    let consent = json_body(&resp)["consent_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let resp = browser_steps(&broker, &consent).await;
+    assert!(query_of(&header(&resp, "location")).contains_key("secret_id"));
+
+    // Connector: an authorized connection, then a source on it
+    let resp = invoke!(initiate, broker, "connector-authorize.json", &vars);
+    assert_eq!(resp.status(), 200);
+    let started = json_body(&resp);
+    let resp = browser_steps(&broker, started["authorization_url"].as_str().unwrap()).await;
+    let params = query_of(&header(&resp, "location"));
+    assert_eq!(params["status"], "authorized");
+    let source_vars = [
+        vars[0],
+        vars[1],
+        vars[2],
+        ("CONNECTION_ID", params["connection_id"].as_str()),
+    ];
+    let resp = invoke!(
+        complete,
+        broker,
+        "connector-create-source.json",
+        &source_vars
+    );
+    assert_eq!(resp.status(), 201);
+    assert_eq!(json_body(&resp)["connection_id"], params["connection_id"]);
+    assert_eq!(broker.provider.ledger().token_requests.len(), 2);
+}
+
+#[tokio::test]
+async fn authentik_import_runs_through_the_handler_as_an_api_gateway_event() {
+    let broker = Broker::start(Backend::Embedded).await;
+    let vars = [
+        ("API_KEY", broker.key.as_str()),
+        ("PROVIDER", "fake"),
+        ("ACCESS_TOKEN", "events-imported-token"),
+    ];
+    let resp = invoke!(complete, broker, "import-user-connection.json", &vars);
+    assert_eq!(resp.status(), 201);
+    let body = json_body(&resp);
+    assert_eq!(body["identifier"], "events-user");
+    assert!(!body.to_string().contains("events-imported-token"));
 }
