@@ -66,7 +66,8 @@ fn complete_body(query: &std::collections::HashMap<String, String>) -> Value {
     json!({
         "sourceDefinitionId": FAKE_DEFINITION,
         "workspaceId": "ws-1",
-        "redirectUrl": "http://127.0.0.1:1/platform/done",
+        // The registered URL, written differently: compared as a URL, not as a string.
+        "redirectUrl": "HTTP://127.0.0.1:1/platform/done",
         "queryParams": query,
         "returnSecretCoordinate": true,
     })

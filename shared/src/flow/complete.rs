@@ -85,7 +85,11 @@ pub async fn complete_client_callback(
         organization_id: req.organization_id,
         workspace_id: req.workspace_id,
         definition_id: req.definition_id,
-        redirect_url: req.redirect_url,
+        // Compared in the form the flow stored it (parsed and serialized); an unparsable one
+        // stays as sent and simply does not match.
+        redirect_url: req
+            .redirect_url
+            .map(|u| url::Url::parse(&u).map_or(u, |parsed| parsed.to_string())),
     };
     let flow = app
         .flows
