@@ -11,6 +11,14 @@ pub enum Op {
     Authorize,
 }
 
+/// The AWS actions this function's code calls (binding the flow; provider app credentials).
+/// `tests/e2e/iam.rs` holds its policy in `template.yaml` to exactly this list.
+pub const AWS_ACTIONS: &[&str] = &[
+    "dynamodb:UpdateItem",
+    "secretsmanager:GetSecretValue",
+    "kms:Decrypt",
+];
+
 pub const ROUTES: &[Route<Op>] = &[Route::new(
     Method::GET,
     "/v1/oauth/authorize",

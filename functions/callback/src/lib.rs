@@ -12,6 +12,21 @@ pub enum Op {
     Callback,
 }
 
+/// The AWS actions this function's code calls (consuming the flow, recording the connection and
+/// state token; app credentials read, tokens written). `tests/e2e/iam.rs` holds its policy in
+/// `template.yaml` to exactly this list.
+pub const AWS_ACTIONS: &[&str] = &[
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:CreateSecret",
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:TagResource",
+    "kms:Decrypt",
+    "kms:GenerateDataKey",
+];
+
 pub const ROUTES: &[Route<Op>] = &[Route::new(Method::GET, "/v1/oauth/callback", Op::Callback)];
 
 pub async fn handle(app: &App, req: Request) -> Response<Body> {

@@ -26,6 +26,22 @@ pub enum Op {
     ImportUserConnection,
 }
 
+/// The AWS actions this function's code calls (keys, flows, connections, sources, state tokens;
+/// app credentials read, tokens written by complete_oauth and imports). `tests/e2e/iam.rs` holds
+/// its policy in `template.yaml` to exactly this list.
+pub const AWS_ACTIONS: &[&str] = &[
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:CreateSecret",
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:TagResource",
+    "kms:Decrypt",
+    "kms:GenerateDataKey",
+];
+
 pub const ROUTES: &[Route<Op>] = &[
     Route::new(
         Method::POST,

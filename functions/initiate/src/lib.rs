@@ -21,6 +21,16 @@ pub enum Op {
     PersonalAuthorize,
 }
 
+/// The AWS actions this function's code calls (API keys, organizations, connections and flows in
+/// the table; provider app credentials in the vault). `tests/e2e/iam.rs` holds each function's
+/// policy in `template.yaml` to exactly this list; `kms:` actions apply when a customer key is set.
+pub const AWS_ACTIONS: &[&str] = &[
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "secretsmanager:GetSecretValue",
+    "kms:Decrypt",
+];
+
 pub const ROUTES: &[Route<Op>] = &[
     Route::new(Method::POST, "/v1/sources/initiateOAuth", Op::InitiateOauth),
     Route::new(
