@@ -5,22 +5,13 @@
 use std::collections::HashMap;
 
 use broker_tests::contract::contract;
-use broker_tests::harness::FAKE_DEFINITION;
+use broker_tests::harness::{FAKE_DEFINITION, event_text};
 use broker_tests::{Backend, Broker, query_of};
 use lambda_http::{Body, Response};
 use serde_json::Value;
 
 fn event(name: &str, vars: &[(&str, &str)]) -> lambda_http::Request {
-    let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
-    let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    for (k, v) in vars {
-        text = text.replace(&format!("{{{{{k}}}}}"), v);
-    }
-    assert!(
-        !text.contains("{{"),
-        "{name}: a placeholder was left unfilled"
-    );
-    lambda_http::request::from_str(&text)
+    lambda_http::request::from_str(&event_text(name, vars))
         .unwrap_or_else(|e| panic!("{name} is not an API Gateway v2 event: {e}"))
 }
 

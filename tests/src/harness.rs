@@ -260,20 +260,46 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// The fake provider's catalog entry, as a `BROKER_PROVIDERS_FILE` would hold it (the runtime-path
+/// test hands this very file to the Lambda binaries).
+pub fn fake_entry_toml(base: &str) -> String {
+    format!(
+        r#"[[provider]]
+slug = "{FAKE}"
+name = "Fake provider"
+source_definition_ids = ["{FAKE_DEFINITION}"]
+authorization_url = "{base}/authorize"
+token_url = "{base}/token"
+scopes = ["read"]
+optional_scopes = ["write"]
+pkce = "required"
+client_auth = "basic"
+authorize_params = {{ prompt = "consent", state = "caller-cannot-override" }}
+"#
+    )
+}
+
 fn fake_entry(base: &str) -> Provider {
-    serde_json::from_value(json!({
-        "slug": FAKE,
-        "name": "Fake provider",
-        "source_definition_ids": [FAKE_DEFINITION],
-        "authorization_url": format!("{base}/authorize"),
-        "token_url": format!("{base}/token"),
-        "scopes": ["read"],
-        "optional_scopes": ["write"],
-        "pkce": "required",
-        "client_auth": "basic",
-        "authorize_params": { "prompt": "consent", "state": "caller-cannot-override" },
-    }))
-    .expect("fake provider entry")
+    #[derive(serde::Deserialize)]
+    struct File {
+        provider: Vec<Provider>,
+    }
+    let file: File = toml::from_str(&fake_entry_toml(base)).expect("fake provider entry");
+    file.provider.into_iter().next().expect("one entry")
+}
+
+/// An API Gateway v2 event from `tests/events/`, with its `{{NAME}}` placeholders filled.
+pub fn event_text(name: &str, vars: &[(&str, &str)]) -> String {
+    let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
+    let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    for (k, v) in vars {
+        text = text.replace(&format!("{{{{{k}}}}}"), v);
+    }
+    assert!(
+        !text.contains("{{"),
+        "{name}: a placeholder was left unfilled"
+    );
+    text
 }
 
 /// A browser: its own cookie jar, no redirect following.
