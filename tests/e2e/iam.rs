@@ -109,3 +109,65 @@ fn a_wildcard_action_or_resource_would_be_caught() {
     assert!(!initiate::AWS_ACTIONS.contains(&out[0].0.as_str()));
     assert!(!text_of(&out[0].1).contains("Table.Arn"));
 }
+
+#[test]
+fn template_keeps_the_promises_the_readme_makes() {
+    let t = template();
+    let globals = &t["Globals"]["Function"];
+    assert_eq!(globals["Runtime"].as_str(), Some("provided.al2023"));
+    assert_eq!(globals["LoggingConfig"]["LogFormat"].as_str(), Some("JSON"));
+    assert_eq!(
+        t["Parameters"]["Architecture"]["Default"].as_str(),
+        Some("arm64")
+    );
+
+    // Timeouts below API Gateway's 30 s; the steps that redeem codes above the 10 s exchange timeout
+    let global_timeout = globals["Timeout"].as_u64().unwrap();
+    for r in t["Resources"].as_mapping().unwrap().values() {
+        let Some(binary) = r["Metadata"]["BuildProperties"]["Binary"].as_str() else {
+            continue;
+        };
+        assert_eq!(
+            r["Metadata"]["BuildMethod"].as_str(),
+            Some("rust-cargolambda")
+        );
+        let timeout = r["Properties"]["Timeout"]
+            .as_u64()
+            .unwrap_or(global_timeout);
+        assert!(timeout < 30, "{binary}: {timeout} s");
+        if matches!(binary, "broker-callback" | "broker-complete") {
+            assert!(timeout > 10, "{binary} exchanges codes: {timeout} s");
+        }
+    }
+
+    let table = &t["Resources"]["Table"]["Properties"];
+    assert_eq!(table["BillingMode"].as_str(), Some("PAY_PER_REQUEST"));
+    assert_eq!(
+        table["TimeToLiveSpecification"]["AttributeName"].as_str(),
+        Some("expires_at")
+    );
+    assert_eq!(
+        table["TimeToLiveSpecification"]["Enabled"].as_bool(),
+        Some(true)
+    );
+    assert_eq!(
+        table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"].as_bool(),
+        Some(true)
+    );
+    assert_eq!(
+        table["SSESpecification"]["SSEEnabled"].as_bool(),
+        Some(true)
+    );
+    assert!(t["Outputs"]["ApiUrl"].is_mapping() && t["Outputs"]["CallbackUrl"].is_mapping());
+
+    // Every parameter is documented in the README
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    for name in t["Parameters"].as_mapping().unwrap().keys() {
+        let name = name.as_str().unwrap();
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "README documents parameter {name}"
+        );
+    }
+}

@@ -76,11 +76,7 @@ fn watch(broker: &Broker) -> Watch {
         .process_group(0)
         .spawn()
         .expect("cargo lambda watch");
-    let watch = Watch {
-        child,
-        port,
-        dir,
-    };
+    let watch = Watch { child, port, dir };
     let deadline = Instant::now() + Duration::from_secs(120);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
