@@ -3,18 +3,8 @@ use url::Url;
 
 use super::{Flow, binding_cookie_name, is_handle};
 use crate::crypto::{random_token, sha256_hex};
+use crate::provider::AuthorizationRequest;
 use crate::{App, Error, Result};
-
-/// Query names the protocol owns: never taken from a catalog entry or a caller.
-const PROTOCOL_PARAMS: &[&str] = &[
-    "response_type",
-    "client_id",
-    "redirect_uri",
-    "scope",
-    "state",
-    "code_challenge",
-    "code_challenge_method",
-];
 
 #[derive(Debug)]
 pub struct Authorization {
@@ -60,8 +50,7 @@ pub async fn authorize(
     })
 }
 
-/// The provider's consent URL for a flow: the entry's URL and extra parameters, then the protocol
-/// parameters, which neither the entry nor the caller can override.
+/// The provider's consent URL for a flow, with the app's client id and the flow's PKCE challenge.
 pub(crate) async fn provider_url(app: &App, flow: &Flow, state: &str) -> Result<Url> {
     let provider = app.catalog.resolve(&flow.provider)?;
     let credentials = app
@@ -72,30 +61,19 @@ pub(crate) async fn provider_url(app: &App, flow: &Flow, state: &str) -> Result<
             flow.workspace_id.as_deref(),
         )
         .await?;
-    let mut url = Url::parse(&flow.endpoints.authorization_url).map_err(Error::internal)?;
-    let kept: Vec<(String, String)> = url
-        .query_pairs()
-        .into_owned()
-        .chain(provider.authorize_params.clone())
-        .filter(|(k, _)| !PROTOCOL_PARAMS.contains(&k.as_str()))
-        .collect();
-    {
-        let mut q = url.query_pairs_mut();
-        q.clear().extend_pairs(kept);
-        q.append_pair("response_type", "code")
-            .append_pair("client_id", &credentials.client_id)
-            .append_pair("redirect_uri", &flow.provider_redirect_uri);
-        if !flow.scopes.is_empty() {
-            q.append_pair("scope", &provider.scope_separator.join(&flow.scopes));
-        }
-        q.append_pair("state", state);
-        if let Some(verifier) = &flow.pkce_verifier {
-            let challenge = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(
-                verifier.expose().clone(),
-            ));
-            q.append_pair("code_challenge", challenge.as_str())
-                .append_pair("code_challenge_method", challenge.method().as_str());
-        }
-    }
-    Ok(url)
+    let challenge = flow.pkce_verifier.as_ref().map(|verifier| {
+        PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(
+            verifier.expose().clone(),
+        ))
+    });
+    provider.authorization_url(
+        &flow.endpoints,
+        AuthorizationRequest {
+            client_id: &credentials.client_id,
+            redirect_uri: &flow.provider_redirect_uri,
+            scopes: &flow.scopes,
+            state,
+            code_challenge: challenge.as_ref().map(|c| c.as_str()),
+        },
+    )
 }

@@ -135,7 +135,7 @@ async fn redeem(
         return Err(Refusal::new(error, description));
     }
     let code = query
-        .get("code")
+        .get(provider.code_param())
         .filter(|c| !c.is_empty() && c.len() <= 4096)
         .ok_or_else(|| {
             Refusal::new(

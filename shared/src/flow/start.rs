@@ -46,6 +46,7 @@ pub async fn start(app: &App, caller: &Caller, req: StartRequest) -> Result<Star
         ));
     }
     let provider = app.catalog.resolve(&req.provider)?;
+    provider.require_oauth2()?;
     let org = app
         .orgs
         .get_org(&caller.organization_id)

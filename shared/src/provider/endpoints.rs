@@ -20,6 +20,19 @@ pub struct Endpoints {
     pub token_url: String,
 }
 
+/// A region's endpoints (templates like the entry's own).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionEndpoints {
+    pub authorization_url: String,
+    pub token_url: String,
+    #[serde(default)]
+    pub revocation_url: Option<String>,
+}
+
+/// The input that picks a region.
+pub const REGION_INPUT: &str = "region";
+
 impl Provider {
     /// Checks caller inputs against the declared ones (unknown keys refused, patterns enforced,
     /// required present) and resolves the endpoints.
@@ -52,9 +65,15 @@ impl Provider {
                 format!("`{key}` is required by provider `{}`", self.slug),
             ));
         }
+        // A region the entry does not list (e.g. `us`, the default) keeps the entry's own URLs.
+        let (authorization_url, token_url) =
+            match inputs.get(REGION_INPUT).and_then(|r| self.regions.get(r)) {
+                Some(region) => (&region.authorization_url, &region.token_url),
+                None => (&self.authorization_url, &self.token_url),
+            };
         Ok(Endpoints {
-            authorization_url: fill(&self.authorization_url, inputs, config)?.into(),
-            token_url: fill(&self.token_url, inputs, config)?.into(),
+            authorization_url: fill(authorization_url, inputs, config)?.into(),
+            token_url: fill(token_url, inputs, config)?.into(),
         })
     }
 }
@@ -63,13 +82,35 @@ impl Provider {
 /// allowed, and a template with a variable in its host keeps a fixed suffix.
 pub(super) fn check_templates(p: &Provider, config: &Config) -> Result<()> {
     let bad = |what: String| Error::validation(format!("provider `{}`: {what}", p.slug));
+    if !p.regions.is_empty() {
+        let spec = p
+            .inputs
+            .get(REGION_INPUT)
+            .ok_or_else(|| bad(format!("regions need a declared `{REGION_INPUT}` input")))?;
+        if let Some(name) = p.regions.keys().find(|name| !spec.matches(name)) {
+            return Err(bad(format!(
+                "region `{name}` does not match the `{REGION_INPUT}` input's pattern"
+            )));
+        }
+    }
     let urls = [
         Some(&p.authorization_url),
         Some(&p.token_url),
         p.revocation_url.as_ref(),
         p.userinfo_url.as_ref(),
-    ];
-    for template in urls.into_iter().flatten() {
+    ]
+    .into_iter()
+    .flatten()
+    .chain(p.regions.values().flat_map(|r| {
+        [
+            Some(&r.authorization_url),
+            Some(&r.token_url),
+            r.revocation_url.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+    }));
+    for template in urls {
         for var in variables(template) {
             if !p.inputs.contains_key(var) {
                 return Err(bad(format!(

@@ -19,7 +19,7 @@ use oauth2::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{ClientAuth, Endpoints, Provider};
+use super::{ClientAuth, Endpoints, Provider, quirks};
 use crate::secret::Sensitive;
 use crate::vault::AppCredentials;
 use crate::{Error, Result};
@@ -113,7 +113,11 @@ impl TokenClient {
         if let Some(verifier) = pkce_verifier {
             request = request.set_pkce_verifier(PkceCodeVerifier::new(verifier.to_string()));
         }
-        let response = request.request_async(self).await.map_err(provider_error)?;
+        let http = QuirkClient {
+            client: self,
+            provider,
+        };
+        let response = request.request_async(&http).await.map_err(provider_error)?;
         let now = chrono::Utc::now().timestamp();
         let extra = &response.extra_fields().fields;
         Ok(TokenSet {
@@ -154,26 +158,44 @@ fn provider_error(
     Error::ProviderFailed { error }
 }
 
-impl<'c> AsyncHttpClient<'c> for TokenClient {
+/// The token client seen through one provider's quirks (see [`super::quirks`]).
+struct QuirkClient<'a> {
+    client: &'a TokenClient,
+    provider: &'a Provider,
+}
+
+impl<'c> AsyncHttpClient<'c> for QuirkClient<'c> {
     type Error = HttpClientError<reqwest::Error>;
     type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, Self::Error>> + Send + 'c>>;
 
     fn call(&'c self, request: HttpRequest) -> Self::Future {
         Box::pin(async move {
-            let request = reqwest::Request::try_from(request).map_err(Box::new)?;
-            let mut response = self.http.execute(request).await.map_err(Box::new)?;
-            let mut builder = oauth2::http::Response::builder().status(response.status());
-            for (name, value) in response.headers() {
-                builder = builder.header(name, value);
-            }
-            let mut body = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(Box::new)? {
-                if body.len() + chunk.len() > MAX_TOKEN_RESPONSE {
-                    return Err(HttpClientError::Other("token response too large".into()));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            builder.body(body).map_err(HttpClientError::Http)
+            let request = quirks::request(self.provider, request);
+            let response = self.client.send(request).await?;
+            Ok(quirks::response(self.provider, response))
         })
+    }
+}
+
+impl TokenClient {
+    /// One bounded HTTP exchange with a token endpoint.
+    async fn send(
+        &self,
+        request: HttpRequest,
+    ) -> Result<HttpResponse, HttpClientError<reqwest::Error>> {
+        let request = reqwest::Request::try_from(request).map_err(Box::new)?;
+        let mut response = self.http.execute(request).await.map_err(Box::new)?;
+        let mut builder = oauth2::http::Response::builder().status(response.status());
+        for (name, value) in response.headers() {
+            builder = builder.header(name, value);
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(Box::new)? {
+            if body.len() + chunk.len() > MAX_TOKEN_RESPONSE {
+                return Err(HttpClientError::Other("token response too large".into()));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        builder.body(body).map_err(HttpClientError::Http)
     }
 }

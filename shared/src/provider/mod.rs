@@ -1,17 +1,20 @@
 //! The provider catalog (DESIGN §6): declarative entries, built into the binaries and extended or
 //! overridden by the TOML file named in `BROKER_PROVIDERS_FILE`.
 
+mod authorization;
 mod catalog;
 mod endpoints;
 mod exchange;
+mod quirks;
 
 use std::collections::BTreeMap;
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
+pub use authorization::AuthorizationRequest;
 pub use catalog::Catalog;
-pub use endpoints::Endpoints;
+pub use endpoints::{Endpoints, RegionEndpoints};
 pub use exchange::{TokenClient, TokenSet};
 
 /// One provider, exactly as written in the catalog's TOML.
@@ -23,6 +26,9 @@ pub struct Provider {
     pub name: String,
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// `oauth1` entries are listed but refused: the broker speaks OAuth 2.0.
+    #[serde(default)]
+    pub protocol: Protocol,
     /// Airbyte source definition ids mapped to this provider.
     #[serde(default)]
     pub source_definition_ids: Vec<String>,
@@ -60,6 +66,33 @@ pub struct Provider {
     /// Caller-supplied values (`oAuthInputConfiguration`, `integration_params`).
     #[serde(default)]
     pub inputs: BTreeMap<String, InputSpec>,
+    /// Other endpoints by name, chosen by the `region` input (Intercom's EU, Zoho's data centers).
+    #[serde(default)]
+    pub regions: BTreeMap<String, RegionEndpoints>,
+    /// The authorize parameter carrying the scopes (Slack's user scopes: `user_scope`).
+    #[serde(default)]
+    pub scope_param: Option<String>,
+    /// Optional scopes travel in this authorize parameter instead (HubSpot: `optional_scope`).
+    #[serde(default)]
+    pub optional_scope_param: Option<String>,
+    /// The callback parameter carrying the code (Amazon SP-API: `spapi_oauth_code`).
+    #[serde(default)]
+    pub code_param: Option<String>,
+    /// The token fields sit in this object of the token response (Slack: `authed_user`).
+    #[serde(default)]
+    pub token_response_path: Option<String>,
+    /// A token response whose field is `false` is an error, whatever its HTTP status (Slack: `ok`).
+    #[serde(default)]
+    pub success_field: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Oauth2,
+    /// OAuth 1.0a (Trello): listed so the refusal can say why.
+    Oauth1,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -130,6 +163,22 @@ pub enum TokenBody {
 }
 
 impl Provider {
+    /// Refuses entries the broker lists but cannot run.
+    pub fn require_oauth2(&self) -> crate::Result<()> {
+        match self.protocol {
+            Protocol::Oauth2 => Ok(()),
+            Protocol::Oauth1 => Err(crate::Error::validation(format!(
+                "provider `{}` uses OAuth 1.0a, which the broker does not support (it runs OAuth 2.0 flows only)",
+                self.slug
+            ))),
+        }
+    }
+
+    /// The callback query parameter that carries the authorization code.
+    pub fn code_param(&self) -> &str {
+        self.code_param.as_deref().unwrap_or("code")
+    }
+
     /// Whether a PKCE verifier is sent to this provider.
     pub fn uses_pkce(&self) -> bool {
         self.pkce != Pkce::Unsupported
