@@ -117,30 +117,28 @@ impl Admin {
 pub fn providers_list(catalog: &Catalog) -> String {
     catalog
         .iter()
-        .map(|p| {
-            let mut quirks = vec![
-                format!("pkce={:?}", p.pkce).to_lowercase(),
-                format!("auth={:?}", p.client_auth).to_lowercase(),
-            ];
-            if !p.inputs.is_empty() {
-                quirks.push(format!(
-                    "inputs={}",
-                    p.inputs.keys().cloned().collect::<Vec<_>>().join(",")
-                ));
-            }
-            if !p.authorize_params.is_empty() {
-                quirks.push(format!(
-                    "params={}",
-                    p.authorize_params
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(",")
-                ));
-            }
-            format!("{:<24} {:<28} {}\n", p.slug, p.name, quirks.join(" "))
-        })
+        .map(|p| format!("{:<24} {:<34} {}\n", p.slug, p.name, p.quirks().join(" ")))
         .collect()
+}
+
+/// One entry (by slug, alias or source definition id) as `BROKER_PROVIDERS_FILE` TOML, ready
+/// to copy into a providers file and adjust.
+pub fn providers_show(catalog: &Catalog, name: &str) -> Result<String> {
+    #[derive(serde::Serialize)]
+    struct File<'a> {
+        provider: [&'a broker::provider::Provider; 1],
+    }
+    let provider = catalog.resolve(name)?;
+    let toml = toml::to_string_pretty(&File {
+        provider: [provider],
+    })
+    .map_err(Error::internal)?;
+    Ok(format!(
+        "# {} ({}): {}\n{toml}",
+        provider.name,
+        provider.slug,
+        provider.quirks().join(" ")
+    ))
 }
 
 /// Reads a secret from standard input (trailing newline dropped), so it never sits in argv.

@@ -109,6 +109,8 @@ enum AppCommand {
 enum ProvidersCommand {
     /// One line per provider, built-in and from BROKER_PROVIDERS_FILE.
     List,
+    /// One provider's entry as providers-file TOML (by slug, alias or source definition id).
+    Show { name: String },
 }
 
 #[tokio::main]
@@ -200,6 +202,11 @@ async fn run(cli: Cli) -> broker::Result<String> {
         Command::Providers {
             command: ProvidersCommand::List,
         } => admin::providers_list(&Catalog::load(&config, vec![])?)
+            .trim_end()
+            .to_string(),
+        Command::Providers {
+            command: ProvidersCommand::Show { name },
+        } => admin::providers_show(&Catalog::load(&config, vec![])?, &name)?
             .trim_end()
             .to_string(),
     })

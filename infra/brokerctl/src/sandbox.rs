@@ -2,7 +2,7 @@
 //! the same loopback port, with an Allow/Deny consent page, single-use codes and PKCE checks, so a
 //! whole flow runs locally with no third-party account.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use broker::api::html;
 use broker::crypto::random_token;
-use broker::provider::{ClientAuth, Pkce, Provider, ScopeSeparator, TokenBody};
+use broker::provider::Provider;
 use broker::secret::Sensitive;
 use broker::vault::{AppCredentials, names};
 use broker::{App, Result};
@@ -30,31 +30,20 @@ pub const AUTHORIZE_PATH: &str = "/sandbox/authorize";
 pub const TOKEN_PATH: &str = "/sandbox/token";
 const CODE_LIFETIME: Duration = Duration::from_secs(60);
 
-/// The catalog entry pointing at this server.
+/// The catalog entry pointing at this server (fields it leaves out take the catalog defaults).
 pub fn provider(public_url: &Url) -> Provider {
     let at = |path: &str| format!("{}{path}", public_url.as_str().trim_end_matches('/'));
-    Provider {
-        slug: SLUG.into(),
-        name: "Sandbox (local)".into(),
-        aliases: vec![],
-        source_definition_ids: vec![],
-        authorization_url: at(AUTHORIZE_PATH),
-        token_url: at(TOKEN_PATH),
-        revocation_url: None,
-        userinfo_url: None,
-        issuer: None,
-        scopes: vec!["read".into()],
-        optional_scopes: vec!["write".into()],
-        scope_separator: ScopeSeparator::Space,
-        pkce: Pkce::Required,
-        client_auth: ClientAuth::Basic,
-        token_body: TokenBody::Form,
-        authorize_params: BTreeMap::new(),
-        token_params: BTreeMap::new(),
-        keep_token_fields: vec![],
-        keep_redirect_fields: vec![],
-        inputs: BTreeMap::new(),
-    }
+    serde_json::from_value(serde_json::json!({
+        "slug": SLUG,
+        "name": "Sandbox (local)",
+        "authorization_url": at(AUTHORIZE_PATH),
+        "token_url": at(TOKEN_PATH),
+        "scopes": ["read"],
+        "optional_scopes": ["write"],
+        "pkce": "required",
+        "client_auth": "basic",
+    }))
+    .expect("the sandbox entry is a valid provider")
 }
 
 /// Stores the sandbox's app credentials in the vault if they are missing.

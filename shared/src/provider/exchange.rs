@@ -114,8 +114,8 @@ impl TokenClient {
             request = request.set_pkce_verifier(PkceCodeVerifier::new(verifier.to_string()));
         }
         let http = QuirkClient {
-            client: self,
-            provider,
+            client: self.clone(),
+            provider: provider.clone(),
         };
         let response = request.request_async(&http).await.map_err(provider_error)?;
         let now = chrono::Utc::now().timestamp();
@@ -158,21 +158,23 @@ fn provider_error(
     Error::ProviderFailed { error }
 }
 
-/// The token client seen through one provider's quirks (see [`super::quirks`]).
-struct QuirkClient<'a> {
-    client: &'a TokenClient,
-    provider: &'a Provider,
+/// The token client seen through one provider's quirks (see [`super::quirks`]). Owned, not
+/// borrowed: a lifetime here would make the handlers' futures fail rustc's higher-ranked `Send`
+/// check. Cloning is cheap next to a token request (the HTTP client is reference-counted).
+struct QuirkClient {
+    client: TokenClient,
+    provider: Provider,
 }
 
-impl<'c> AsyncHttpClient<'c> for QuirkClient<'c> {
+impl<'c> AsyncHttpClient<'c> for QuirkClient {
     type Error = HttpClientError<reqwest::Error>;
     type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, Self::Error>> + Send + 'c>>;
 
     fn call(&'c self, request: HttpRequest) -> Self::Future {
         Box::pin(async move {
-            let request = quirks::request(self.provider, request);
+            let request = quirks::request(&self.provider, request);
             let response = self.client.send(request).await?;
-            Ok(quirks::response(self.provider, response))
+            Ok(quirks::response(&self.provider, response))
         })
     }
 }

@@ -174,6 +174,54 @@ impl Provider {
         }
     }
 
+    /// What sets this entry apart from a plain RFC 6749 provider, as short labels
+    /// (`brokerctl providers list`).
+    pub fn quirks(&self) -> Vec<String> {
+        let mut q = vec![];
+        let list = |v: &mut Vec<String>, label: &str, items: Vec<&String>| {
+            if !items.is_empty() {
+                let items: Vec<&str> = items.iter().map(|s| s.as_str()).collect();
+                v.push(format!("{label}={}", items.join(",")));
+            }
+        };
+        if self.protocol == Protocol::Oauth1 {
+            q.push("oauth1(refused)".into());
+            return q;
+        }
+        match self.pkce {
+            Pkce::Required => q.push("pkce=required".into()),
+            Pkce::Unsupported => q.push("pkce=refused".into()),
+            Pkce::Supported => {}
+        }
+        q.push(format!("auth={:?}", self.client_auth).to_lowercase());
+        if self.token_body == TokenBody::Json {
+            q.push("body=json".into());
+        }
+        match self.scope_separator {
+            ScopeSeparator::Comma => q.push("scopes=comma".into()),
+            ScopeSeparator::Plus => q.push("scopes=plus".into()),
+            ScopeSeparator::Space => {}
+        }
+        for (label, value) in [
+            ("scope_param", &self.scope_param),
+            ("optional_scope_param", &self.optional_scope_param),
+            ("code_param", &self.code_param),
+            ("token_path", &self.token_response_path),
+            ("success_field", &self.success_field),
+            ("issuer", &self.issuer),
+        ] {
+            if let Some(v) = value {
+                q.push(format!("{label}={v}"));
+            }
+        }
+        list(&mut q, "params", self.authorize_params.keys().collect());
+        list(&mut q, "keeps", self.keep_token_fields.iter().collect());
+        list(&mut q, "redirect_keeps", self.keep_redirect_fields.iter().collect());
+        list(&mut q, "inputs", self.inputs.keys().collect());
+        list(&mut q, "regions", self.regions.keys().collect());
+        q
+    }
+
     /// The callback query parameter that carries the authorization code.
     pub fn code_param(&self) -> &str {
         self.code_param.as_deref().unwrap_or("code")
