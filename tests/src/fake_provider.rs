@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::extract::{Form, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -19,17 +19,40 @@ use url::Url;
 pub const CLIENT_ID: &str = "fake-client";
 pub const CLIENT_SECRET: &str = "fake-secret-do-not-log";
 
-/// One switch per misbehaviour.
+/// One switch per misbehaviour (or per real provider's quirk).
 #[derive(Debug, Clone, Default)]
 pub struct Knobs {
     /// The user denies consent: the authorize step redirects with `error=access_denied`.
     pub deny: bool,
     /// The token endpoint refuses every code with this OAuth error.
     pub token_error: Option<String>,
+    /// Client credentials only in the body, Basic refused (GitHub, Slack).
+    pub post_auth_only: bool,
+    /// Token requests only as JSON bodies (Notion, Atlassian).
+    pub json_body_only: bool,
+    /// Token responses form-encoded (GitHub without `Accept: application/json`).
+    pub respond_form: bool,
+    /// Slack's shape: `ok`, the user token nested in `authed_user`, errors as 200 `ok: false`.
+    pub slack_style: bool,
+    /// Extra fields in the token response (Salesforce `instance_url`, Pipedrive `api_domain`).
+    pub extra_token_fields: Vec<(String, String)>,
+    /// Extra parameters on the redirect (QuickBooks `realmId`).
+    pub redirect_extra: Vec<(String, String)>,
+    /// The name of the code parameter on the redirect (Amazon SP-API `spapi_oauth_code`).
+    pub code_param: Option<String>,
+    /// An authorization request without a PKCE challenge is refused (X, Airtable).
+    pub require_pkce: bool,
+    /// Any PKCE parameter is refused (providers that do not support it).
+    pub refuse_pkce: bool,
 }
 
 #[derive(Debug, Clone)]
 pub struct TokenRequest {
+    /// The request path (regional endpoints live under their own prefix).
+    pub path: String,
+    /// `form` or `json`: how the body was encoded.
+    pub encoding: String,
+    /// The body's fields, whatever the encoding.
     pub form: HashMap<String, String>,
     /// Client id and secret from HTTP Basic, if sent that way.
     pub basic_auth: Option<(String, String)>,
@@ -84,9 +107,12 @@ impl FakeProvider {
             .expect("bind fake provider");
         let base_url = format!("http://{}", listener.local_addr().expect("addr"));
         let inner = Arc::new(Mutex::new(Inner::default()));
+        // Regional endpoints: the same provider under a prefix, as Intercom's or Zoho's hosts.
         let router = Router::new()
             .route("/authorize", get(authorize))
             .route("/token", post(token))
+            .route("/eu/authorize", get(authorize))
+            .route("/eu/token", post(token))
             .with_state(inner.clone());
         tokio::spawn(async move { axum::serve(listener, router).await });
         FakeProvider { base_url, inner }
@@ -119,7 +145,15 @@ async fn authorize(
         return (StatusCode::BAD_REQUEST, "bad client_id or response_type").into_response();
     }
     let mut target = Url::parse(redirect_uri).expect("redirect_uri is a URL");
-    if inner.knobs.deny {
+    let pkce_sent = params.contains_key("code_challenge");
+    let pkce_refused =
+        (inner.knobs.require_pkce && !pkce_sent) || (inner.knobs.refuse_pkce && pkce_sent);
+    if pkce_refused {
+        target
+            .query_pairs_mut()
+            .append_pair("error", "invalid_request")
+            .append_pair("state", state);
+    } else if inner.knobs.deny {
         target
             .query_pairs_mut()
             .append_pair("error", "access_denied")
@@ -134,34 +168,64 @@ async fn authorize(
             scope: params.get("scope").cloned().unwrap_or_default(),
         };
         inner.codes.insert(code.clone(), issued);
-        target
-            .query_pairs_mut()
-            .append_pair("code", &code)
+        let code_param = inner.knobs.code_param.clone().unwrap_or("code".into());
+        let mut q = target.query_pairs_mut();
+        q.append_pair(&code_param, &code)
             .append_pair("state", state);
+        for (k, v) in &inner.knobs.redirect_extra {
+            q.append_pair(k, v);
+        }
     }
     Redirect::to(target.as_str()).into_response()
 }
 
 async fn token(
     State(inner): Shared,
+    uri: axum::http::Uri,
     headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
+    body: axum::body::Bytes,
 ) -> Response {
     let mut inner = inner.lock().unwrap();
+    let json_body = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    let form: HashMap<String, String> = if json_body {
+        serde_json::from_slice::<HashMap<String, String>>(&body).unwrap_or_default()
+    } else {
+        url::form_urlencoded::parse(&body).into_owned().collect()
+    };
     let basic_auth = basic(&headers);
-    let outcome = check_token_request(&mut inner, &form, &basic_auth);
+    let outcome = if inner.knobs.json_body_only && !json_body {
+        Err("invalid_request".to_string())
+    } else {
+        check_token_request(&mut inner, &form, &basic_auth)
+    };
+    let knobs = inner.knobs.clone();
     let (status, body, access_token) = match outcome {
         Ok(scope) => {
             let n = inner.counter;
             let access = format!("fake_at_{n}_{}", uuid::Uuid::new_v4().simple());
-            let body = json!({
+            let mut tokens = json!({
                 "access_token": access,
                 "refresh_token": format!("fake_rt_{n}"),
                 "token_type": "Bearer",
                 "expires_in": 3600,
                 "scope": scope,
             });
+            for (k, v) in &knobs.extra_token_fields {
+                tokens[k] = json!(v);
+            }
+            let body = if knobs.slack_style {
+                json!({ "ok": true, "team": { "id": "T1" }, "authed_user": tokens })
+            } else {
+                tokens
+            };
             (StatusCode::OK, body, Some(access))
+        }
+        // Slack answers errors with a 200 and `ok: false`.
+        Err(error) if knobs.slack_style => {
+            (StatusCode::OK, json!({ "ok": false, "error": error }), None)
         }
         Err(error) => (StatusCode::BAD_REQUEST, json!({ "error": error }), None),
     };
@@ -173,11 +237,29 @@ async fn token(
             .push(form.get("code").cloned().unwrap_or_default());
     }
     inner.ledger.token_requests.push(TokenRequest {
+        path: uri.path().to_string(),
+        encoding: if json_body { "json" } else { "form" }.to_string(),
         form,
         basic_auth,
         outcome,
         access_token: access_token.clone(),
     });
+    if knobs.respond_form {
+        let encoded: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(body.as_object().into_iter().flatten().map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str().map(str::to_string).unwrap_or(v.to_string()),
+                )
+            }))
+            .finish();
+        return (
+            status,
+            [(header::CONTENT_TYPE, "application/x-www-form-urlencoded")],
+            encoded,
+        )
+            .into_response();
+    }
     (
         status,
         [(header::CACHE_CONTROL, "no-store")],
@@ -191,8 +273,21 @@ fn check_token_request(
     form: &HashMap<String, String>,
     auth: &Option<(String, String)>,
 ) -> Result<String, String> {
-    if auth.as_ref() != Some(&(CLIENT_ID.to_string(), CLIENT_SECRET.to_string())) {
+    let expected = (CLIENT_ID.to_string(), CLIENT_SECRET.to_string());
+    let in_body = form
+        .get("client_id")
+        .zip(form.get("client_secret"))
+        .map(|(id, secret)| (id.clone(), secret.clone()));
+    let authenticated = if inner.knobs.post_auth_only {
+        auth.is_none() && in_body == Some(expected)
+    } else {
+        auth.as_ref() == Some(&expected)
+    };
+    if !authenticated {
         return Err("invalid_client".into());
+    }
+    if inner.knobs.refuse_pkce && form.contains_key("code_verifier") {
+        return Err("invalid_request".into());
     }
     if form.get("grant_type").map(String::as_str) != Some("authorization_code") {
         return Err("unsupported_grant_type".into());

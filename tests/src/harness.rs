@@ -78,6 +78,15 @@ impl Broker {
 
     /// `overrides`: extra `BROKER_*` variables for this broker's configuration.
     pub async fn start_with(backend: Backend, overrides: &[(&str, &str)]) -> Broker {
+        Self::start_custom(backend, overrides, &FakeEntry::default()).await
+    }
+
+    /// A broker whose fake provider entry is changed by `entry` (to play a provider with quirks).
+    pub async fn start_custom(
+        backend: Backend,
+        overrides: &[(&str, &str)],
+        entry: &FakeEntry<'_>,
+    ) -> Broker {
         if backend == Backend::Aws {
             let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
             assert!(
@@ -113,7 +122,7 @@ impl Broker {
         let config = broker::Config::from_lookup(|k| vars.get(k).cloned()).expect("config");
         App::init_backend(&config).await.expect("init backend");
         let app = Arc::new(
-            App::build(config.clone(), vec![fake_entry(&provider.base_url)])
+            App::build(config.clone(), vec![fake_entry(&provider.base_url, entry)])
                 .await
                 .expect("app"),
         );
@@ -260,31 +269,56 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// Changes to the fake provider's catalog entry: keys replaced or added (TOML values), and tables
+/// appended (`[provider.regions.eu]` ...), with `{base}` standing for the provider's URL.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FakeEntry<'a> {
+    pub keys: &'a [(&'a str, &'a str)],
+    pub tables: &'a str,
+}
+
 /// The fake provider's catalog entry, as a `BROKER_PROVIDERS_FILE` would hold it (the runtime-path
 /// test hands this very file to the Lambda binaries).
 pub fn fake_entry_toml(base: &str) -> String {
-    format!(
-        r#"[[provider]]
-slug = "{FAKE}"
-name = "Fake provider"
-source_definition_ids = ["{FAKE_DEFINITION}"]
-authorization_url = "{base}/authorize"
-token_url = "{base}/token"
-scopes = ["read"]
-optional_scopes = ["write"]
-pkce = "required"
-client_auth = "basic"
-authorize_params = {{ prompt = "consent", state = "caller-cannot-override" }}
-"#
-    )
+    fake_entry_toml_with(base, &FakeEntry::default())
 }
 
-fn fake_entry(base: &str) -> Provider {
+pub fn fake_entry_toml_with(base: &str, entry: &FakeEntry<'_>) -> String {
+    let mut keys: Vec<(String, String)> = [
+        ("slug", format!("\"{FAKE}\"")),
+        ("name", "\"Fake provider\"".into()),
+        ("source_definition_ids", format!("[\"{FAKE_DEFINITION}\"]")),
+        ("authorization_url", "\"{base}/authorize\"".into()),
+        ("token_url", "\"{base}/token\"".into()),
+        ("scopes", "[\"read\"]".into()),
+        ("optional_scopes", "[\"write\"]".into()),
+        ("pkce", "\"required\"".into()),
+        ("client_auth", "\"basic\"".into()),
+        (
+            "authorize_params",
+            "{ prompt = \"consent\", state = \"caller-cannot-override\" }".into(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    for (k, v) in entry.keys {
+        match keys.iter_mut().find(|(key, _)| key == k) {
+            Some(slot) => slot.1 = v.to_string(),
+            None => keys.push((k.to_string(), v.to_string())),
+        }
+    }
+    let body: String = keys.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
+    format!("[[provider]]\n{body}\n{}\n", entry.tables).replace("{base}", base)
+}
+
+fn fake_entry(base: &str, entry: &FakeEntry<'_>) -> Provider {
     #[derive(serde::Deserialize)]
     struct File {
         provider: Vec<Provider>,
     }
-    let file: File = toml::from_str(&fake_entry_toml(base)).expect("fake provider entry");
+    let file: File =
+        toml::from_str(&fake_entry_toml_with(base, entry)).expect("fake provider entry");
     file.provider.into_iter().next().expect("one entry")
 }
 

@@ -216,7 +216,11 @@ impl Provider {
         }
         list(&mut q, "params", self.authorize_params.keys().collect());
         list(&mut q, "keeps", self.keep_token_fields.iter().collect());
-        list(&mut q, "redirect_keeps", self.keep_redirect_fields.iter().collect());
+        list(
+            &mut q,
+            "redirect_keeps",
+            self.keep_redirect_fields.iter().collect(),
+        );
         list(&mut q, "inputs", self.inputs.keys().collect());
         list(&mut q, "regions", self.regions.keys().collect());
         q
