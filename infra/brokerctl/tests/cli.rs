@@ -112,8 +112,71 @@ fn admin_commands_register_an_org_print_a_key_alone_and_store_app_credentials() 
 
     let providers = brokerctl(&dir, &["providers", "list"], None);
     let list = stdout(&providers);
-    for slug in ["github", "google-sheets", "zendesk-support"] {
-        assert!(list.lines().any(|l| l.starts_with(slug)), "{list}");
+    assert!(list.lines().count() >= 60, "{list}");
+    // The README shows the same list, so it cannot drift from the catalog
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    for line in list.lines() {
+        assert!(
+            readme.contains(line),
+            "README's provider list lacks: {line}"
+        );
     }
+    // Every OAuth 2.0 actor name of Airbyte's API resolves
+    for actor in AIRBYTE_OAUTH_ACTORS {
+        let show = brokerctl(&dir, &["providers", "show", actor], None);
+        assert!(show.status.success(), "{actor}: {show:?}");
+        assert!(stdout(&show).contains("[[provider]]"));
+    }
+    let trello = brokerctl(&dir, &["providers", "show", "trello"], None);
+    assert!(stdout(&trello).contains("oauth1(refused)"));
+    let missing = brokerctl(&dir, &["providers", "show", "no-such-provider"], None);
+    assert!(!missing.status.success());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Airbyte's `OAuthActorNames` values for OAuth 2.0 sources.
+const AIRBYTE_OAUTH_ACTORS: &[&str] = &[
+    "airtable",
+    "amazon-ads",
+    "amazon-seller-partner",
+    "asana",
+    "azure-blob-storage",
+    "bing-ads",
+    "drift",
+    "facebook-marketing",
+    "facebook-pages",
+    "gcs",
+    "github",
+    "gitlab",
+    "google-ads",
+    "google-analytics-data-api",
+    "google-drive",
+    "google-search-console",
+    "google-sheets",
+    "hubspot",
+    "instagram",
+    "intercom",
+    "lever-hiring",
+    "linkedin-ads",
+    "mailchimp",
+    "microsoft-onedrive",
+    "microsoft-sharepoint",
+    "microsoft-teams",
+    "monday",
+    "notion",
+    "pinterest",
+    "rd-station-marketing",
+    "salesforce",
+    "sharepoint-enterprise",
+    "slack",
+    "smartsheets",
+    "snapchat-marketing",
+    "surveymonkey",
+    "ticktick",
+    "tiktok-marketing",
+    "typeform",
+    "youtube-analytics",
+    "zendesk-support",
+    "zendesk-talk",
+];

@@ -204,6 +204,60 @@ mod tests {
     }
 
     #[test]
+    fn builtin_slugs_are_unique_and_every_entry_is_valid() {
+        let entries = parse(BUILTIN, "t").unwrap();
+        let slugs: HashSet<&str> = entries.iter().map(|p| p.slug.as_str()).collect();
+        assert_eq!(slugs.len(), entries.len(), "a built-in slug appears twice");
+        assert!(entries.len() >= 60);
+        Catalog::build(entries, &config()).unwrap();
+    }
+
+    #[test]
+    fn duplicate_definition_id_or_issuer_is_refused() {
+        let entries = parse(BUILTIN, "t").unwrap();
+        let github = entries.iter().find(|p| p.slug == "github").unwrap();
+        let sheets = entries.iter().find(|p| p.slug == "google-sheets").unwrap();
+        let mut same_definition = github.clone();
+        same_definition.slug = "github-2".into();
+        same_definition.aliases.clear();
+        let mut same_issuer = sheets.clone();
+        same_issuer.slug = "google-sheets-2".into();
+        same_issuer.aliases.clear();
+        same_issuer.source_definition_ids.clear();
+        for extra in [same_definition, same_issuer] {
+            let mut all = entries.clone();
+            all.push(extra);
+            assert!(Catalog::build(all, &config()).is_err());
+        }
+    }
+
+    #[test]
+    fn regions_need_a_region_input_that_accepts_their_names() {
+        let entry = |input: &str| {
+            format!(
+                r#"
+                [[provider]]
+                slug = "x"
+                name = "X"
+                authorization_url = "https://x.example/a"
+                token_url = "https://x.example/t"
+                [provider.regions.eu]
+                authorization_url = "https://eu.x.example/a"
+                token_url = "https://eu.x.example/t"
+                {input}
+            "#
+            )
+        };
+        let build = |text: &str| Catalog::build(parse(text, "t").unwrap(), &config());
+        assert!(build(&entry("")).is_err(), "no region input");
+        assert!(build(&entry("[provider.inputs.region]\npattern = \"us|au\"")).is_err());
+        assert!(build(&entry("[provider.inputs.region]\npattern = \"us|eu\"")).is_ok());
+        let http_region = entry("[provider.inputs.region]\npattern = \"us|eu\"")
+            .replace("https://eu.x.example/t", "http://eu.x.example/t");
+        assert!(build(&http_region).is_err(), "region endpoints are https too");
+    }
+
+    #[test]
     fn template_variable_without_declared_input_is_refused() {
         let text = r#"
             [[provider]]
