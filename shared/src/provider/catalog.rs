@@ -254,7 +254,10 @@ mod tests {
         assert!(build(&entry("[provider.inputs.region]\npattern = \"us|eu\"")).is_ok());
         let http_region = entry("[provider.inputs.region]\npattern = \"us|eu\"")
             .replace("https://eu.x.example/t", "http://eu.x.example/t");
-        assert!(build(&http_region).is_err(), "region endpoints are https too");
+        assert!(
+            build(&http_region).is_err(),
+            "region endpoints are https too"
+        );
     }
 
     #[test]

@@ -1,0 +1,214 @@
+//! Warm cost per step, in-process: each function's handler called with API Gateway events on the
+//! embedded backend, against the in-process fake provider. Wall time per call, and CPU time of
+//! this (single) thread from the kernel's schedstat.
+
+use std::time::{Duration, Instant};
+
+use broker::App;
+use broker_tests::harness::{event_text, location};
+use broker_tests::{Backend, Broker, query_of};
+use lambda_http::{Body, Response};
+
+use crate::report::{Table, mean, micros, percentile};
+
+/// CPU time this thread has run, from /proc/thread-self/schedstat.
+fn thread_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    let ns = stat
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Duration::from_nanos(ns)
+}
+
+fn event(name: &str, vars: &[(&str, &str)]) -> lambda_http::Request {
+    lambda_http::request::from_str(&event_text(name, vars)).expect("event")
+}
+
+fn header(resp: &Response<Body>, name: &str) -> String {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn json(resp: &Response<Body>) -> serde_json::Value {
+    serde_json::from_slice(resp.body().as_ref()).unwrap_or_default()
+}
+
+#[derive(Default)]
+struct Samples {
+    wall: Vec<Duration>,
+    cpu: Vec<Duration>,
+}
+
+impl Samples {
+    async fn time<F: Future<Output = Response<Body>>>(&mut self, call: F) -> Response<Body> {
+        let (cpu, wall) = (thread_cpu(), Instant::now());
+        let resp = call.await;
+        self.wall.push(wall.elapsed());
+        self.cpu.push(thread_cpu() - cpu);
+        resp
+    }
+
+    fn report(&self, table: &mut Table, step: &str, budget: bool) {
+        let cpu = mean(&self.cpu);
+        table.row(
+            &format!("warm {step} (embedded, {} calls)", self.wall.len()),
+            format!(
+                "CPU mean {}; wall mean {} p99 {}",
+                micros(cpu),
+                micros(mean(&self.wall)),
+                micros(percentile(&self.wall, 99.0))
+            ),
+            if budget { "CPU <= 50 µs" } else { "" },
+            budget.then_some(cpu <= Duration::from_micros(50)),
+        );
+    }
+}
+
+pub async fn run(table: &mut Table, calls: usize) {
+    let broker = Broker::start(Backend::Embedded).await;
+    let app: &App = &broker.app;
+    let vars = [
+        ("API_KEY", broker.key.as_str()),
+        ("PROVIDER", "fake"),
+        ("REDIRECT_URL", broker.redirect_url.as_str()),
+    ];
+
+    // initiate: a flow per call
+    let mut initiate = Samples::default();
+    let mut consents = vec![];
+    for _ in 0..calls {
+        let resp = initiate
+            .time(initiate::handle(app, event("initiate-oauth.json", &vars)))
+            .await;
+        assert_eq!(resp.status(), 200);
+        consents.push(json(&resp)["consentUrl"].as_str().unwrap().to_string());
+    }
+    initiate.report(table, "initiate", true);
+
+    // authorize: binds each flow
+    let mut authorize = Samples::default();
+    let mut bound = vec![];
+    for consent in &consents {
+        let flow = query_of(consent)["flow"].clone();
+        let resp = authorize
+            .time(authorize::handle(
+                app,
+                event("authorize.json", &[("FLOW", &flow)]),
+            ))
+            .await;
+        assert_eq!(resp.status(), 302);
+        let cookie = header(&resp, "set-cookie")
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        bound.push((cookie, header(&resp, "location")));
+    }
+    authorize.report(table, "authorize", true);
+
+    // callback: the code exchange goes to the fake provider over loopback; its round trip is
+    // measured on its own and taken out
+    let mut callback = Samples::default();
+    let exchanges = calls.min(500);
+    for (cookie, provider_url) in bound.iter().take(exchanges) {
+        let at_provider = broker.http.get(provider_url).send().await.unwrap();
+        let back = query_of(&location(&at_provider));
+        let vars = [
+            ("CODE", back["code"].as_str()),
+            ("STATE", back["state"].as_str()),
+            ("COOKIE", cookie.as_str()),
+        ];
+        let resp = callback
+            .time(callback::handle(app, event("callback.json", &vars)))
+            .await;
+        assert_eq!(resp.status(), 303);
+    }
+    let mut provider_rtt = vec![];
+    for _ in 0..exchanges {
+        let started = Instant::now();
+        let _ = broker
+            .http
+            .post(format!("{}/token", broker.provider.base_url))
+            .form(&[("grant_type", "authorization_code"), ("code", "none")])
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await;
+        provider_rtt.push(started.elapsed());
+    }
+    let rtt = mean(&provider_rtt);
+    let wall = mean(&callback.wall);
+    table.row(
+        &format!("warm callback (embedded, {exchanges} calls)"),
+        format!(
+            "wall mean {} less provider round trip {} = {}",
+            micros(wall),
+            micros(rtt),
+            micros(wall.saturating_sub(rtt))
+        ),
+        "",
+        None,
+    );
+
+    // complete: personal flows, each finished by its state token
+    let mut complete = Samples::default();
+    for _ in 0..exchanges {
+        let token = personal_state_token(&broker).await;
+        let vars = [
+            ("API_KEY", broker.key.as_str()),
+            ("ORG", broker.org.as_str()),
+            ("STATE_TOKEN", token.as_str()),
+        ];
+        let resp = complete
+            .time(complete::handle(
+                app,
+                event("complete-personal.json", &vars),
+            ))
+            .await;
+        assert_eq!(resp.status(), 200);
+    }
+    complete.report(table, "complete", true);
+}
+
+/// A personal flow through its callback (not timed): its single-use state token.
+async fn personal_state_token(broker: &Broker) -> String {
+    let app: &App = &broker.app;
+    let vars = [
+        ("API_KEY", broker.key.as_str()),
+        ("ORG", broker.org.as_str()),
+        ("PROVIDER", "fake"),
+        ("REDIRECT_URL", broker.redirect_url.as_str()),
+    ];
+    let resp = initiate::handle(app, event("personal-authorize.json", &vars)).await;
+    let url = json(&resp)["authorization_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let flow = query_of(&url)["flow"].clone();
+    let resp = authorize::handle(app, event("authorize.json", &[("FLOW", &flow)])).await;
+    let cookie = header(&resp, "set-cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let at_provider = broker
+        .http
+        .get(header(&resp, "location"))
+        .send()
+        .await
+        .unwrap();
+    let back = query_of(&location(&at_provider));
+    let vars = [
+        ("CODE", back["code"].as_str()),
+        ("STATE", back["state"].as_str()),
+        ("COOKIE", cookie.as_str()),
+    ];
+    let resp = callback::handle(app, event("callback.json", &vars)).await;
+    query_of(&header(&resp, "location"))["state_token"].clone()
+}
