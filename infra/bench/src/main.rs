@@ -1,4 +1,4 @@
-//! The benchmark (`./infra/bench`): one table of figures, each beside its budget, written to
+//! The benchmark (`./infra/benchmark`): one table of figures, each beside its budget, written to
 //! BENCHMARKS.md. Machines here are shared and noisy, so comparisons are ratios taken in one run.
 
 mod cold;

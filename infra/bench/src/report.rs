@@ -74,11 +74,11 @@ fn machine() -> String {
 
 pub fn write(table: &Table) {
     let mut md = String::from(
-        "# Benchmarks\n\nWritten by `./infra/bench` (release builds, x86_64). Figures from one run on a shared\n\
+        "# Benchmarks\n\nWritten by `./infra/benchmark` (release builds, x86_64). Figures from one run on a shared\n\
          machine: read the ratios, not the absolute numbers.\n\n",
     );
     md.push_str(&format!(
-        "- Machine: {}\n- Date: {}\n- Reproduce: `./infra/bench` (about 15 minutes, most of it release builds)\n\n",
+        "- Machine: {}\n- Date: {}\n- Reproduce: `./infra/benchmark` (about 15 minutes, most of it release builds)\n\n",
         machine(),
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
     ));
