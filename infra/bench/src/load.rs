@@ -12,7 +12,7 @@ pub async fn run(table: &mut Table, seconds: u64) {
     let brokerctl = crate::root().join("target/release/brokerctl");
     assert!(
         brokerctl.exists(),
-        "{} is missing: ./infra/bench builds it",
+        "{} is missing: ./infra/benchmark builds it",
         brokerctl.display()
     );
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -58,7 +58,21 @@ pub async fn run(table: &mut Table, seconds: u64) {
         ),
     )
     .unwrap();
-    for connections in [8, 64] {
+    // Attribution: the same route refused at the key check (one store read, no writes).
+    let refused = data.join("refused.lua");
+    let refused_text = std::fs::read_to_string(&script)
+        .unwrap()
+        .replace(&key, "obk_unknown");
+    std::fs::write(&refused, refused_text).unwrap();
+    for (connections, script, label) in [
+        (8, &script, "serve initiateOAuth, 8 connections"),
+        (64, &script, "serve initiateOAuth, 64 connections"),
+        (
+            8,
+            &refused,
+            "  attribution: unknown key (401), 8 connections",
+        ),
+    ] {
         let out = tokio::process::Command::new("wrk")
             .args([
                 "-t2",
@@ -66,11 +80,11 @@ pub async fn run(table: &mut Table, seconds: u64) {
                 &format!("-d{seconds}s"),
                 "-s",
             ])
-            .arg(&script)
+            .arg(script)
             .arg(format!("http://127.0.0.1:{port}/v1/sources/initiateOAuth"))
             .output()
             .await
-            .expect("wrk (./infra/bench installs it)");
+            .expect("wrk (./infra/benchmark installs it)");
         let text = String::from_utf8_lossy(&out.stdout);
         let result: Vec<f64> = text
             .lines()
@@ -81,19 +95,20 @@ pub async fn run(table: &mut Table, seconds: u64) {
             .collect();
         let (rps, p50_us, p99_us, non_2xx) = (result[0], result[1], result[2], result[3]);
         let p99 = p99_us / 1000.0;
-        let met = connections == 8 && rps >= 20_000.0 && p99 <= 2.0;
+        let budgeted = connections == 8 && !label.starts_with(' ');
+        let met = rps >= 20_000.0 && p99 <= 2.0;
         table.row(
-            &format!("serve initiateOAuth, {connections} connections"),
+            label,
             format!(
                 "{rps:.0} req/s, p50 {:.2} ms, p99 {p99:.2} ms, {non_2xx} non-2xx",
                 p50_us / 1000.0
             ),
-            if connections == 8 {
+            if budgeted {
                 ">= 20,000/s, p99 <= 2 ms"
             } else {
                 ""
             },
-            (connections == 8).then_some(met),
+            budgeted.then_some(met),
         );
     }
     drop(serve);

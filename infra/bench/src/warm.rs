@@ -89,6 +89,7 @@ pub async fn run(table: &mut Table, calls: usize) {
         consents.push(json(&resp)["consentUrl"].as_str().unwrap().to_string());
     }
     initiate.report(table, "initiate", true);
+    store_costs(table, app, &broker, calls).await;
 
     // authorize: binds each flow
     let mut authorize = Samples::default();
@@ -211,4 +212,32 @@ async fn personal_state_token(broker: &Broker) -> String {
     ];
     let resp = callback::handle(app, event("callback.json", &vars)).await;
     query_of(&header(&resp, "location"))["state_token"].clone()
+}
+
+/// Attribution for the warm figures: one embedded-store read and one write, alone.
+async fn store_costs(table: &mut Table, app: &App, broker: &Broker, calls: usize) {
+    let (mut read, mut write) = (Samples::default(), Samples::default());
+    let org = app.orgs.get_org(&broker.org).await.unwrap().unwrap();
+    for _ in 0..calls {
+        let (cpu, wall) = (thread_cpu(), Instant::now());
+        app.orgs.get_org(&broker.org).await.unwrap();
+        read.wall.push(wall.elapsed());
+        read.cpu.push(thread_cpu() - cpu);
+        let (cpu, wall) = (thread_cpu(), Instant::now());
+        app.orgs.put_org(&org).await.unwrap();
+        write.wall.push(wall.elapsed());
+        write.cpu.push(thread_cpu() - cpu);
+    }
+    for (label, s) in [("read", read), ("write", write)] {
+        table.row(
+            &format!("  attribution: one embedded-store {label}"),
+            format!(
+                "CPU mean {}; wall mean {}",
+                micros(mean(&s.cpu)),
+                micros(mean(&s.wall))
+            ),
+            "attribution",
+            None,
+        );
+    }
 }
