@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use broker_tests::harness::event_text;
 
-use crate::report::{Table, mib, millis, percentile};
+use crate::report::{Table, mb, millis, percentile};
 use crate::runtime_api::{RuntimeApi, peak_rss};
 
 struct Subject {
