@@ -53,14 +53,7 @@ pub async fn authorize(
 /// The provider's consent URL for a flow, with the app's client id and the flow's PKCE challenge.
 pub(crate) async fn provider_url(app: &App, flow: &Flow, state: &str) -> Result<Url> {
     let provider = app.catalog.resolve(&flow.provider)?;
-    let credentials = app
-        .apps
-        .credentials(
-            &flow.provider,
-            &flow.organization_id,
-            flow.workspace_id.as_deref(),
-        )
-        .await?;
+    let credentials = app.apps.for_flow(flow).await?;
     let challenge = flow.pkce_verifier.as_ref().map(|verifier| {
         PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(
             verifier.expose().clone(),

@@ -145,11 +145,7 @@ async fn redeem(
         })?;
     let credentials = app
         .apps
-        .credentials(
-            &flow.provider,
-            &flow.organization_id,
-            flow.workspace_id.as_deref(),
-        )
+        .for_flow(flow)
         .await
         .map_err(|_| Refusal::new("server_error", "The provider app is not configured."))?;
     let verifier = flow.pkce_verifier.as_ref().map(|v| v.expose().as_str());

@@ -75,6 +75,16 @@ impl AppRegistry {
         }
     }
 
+    /// The app credentials a flow runs with: its provider, organization and workspace.
+    pub async fn for_flow(&self, flow: &crate::flow::Flow) -> Result<AppCredentials> {
+        self.credentials(
+            &flow.provider,
+            &flow.organization_id,
+            flow.workspace_id.as_deref(),
+        )
+        .await
+    }
+
     pub async fn credentials(
         &self,
         slug: &str,
