@@ -7,10 +7,12 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use crate::config::Backend;
 use crate::provider::{Catalog, Provider, TokenClient};
 use crate::store::dynamodb::DynamoStore;
+#[cfg(feature = "embedded")]
 use crate::store::embedded::{Db, EmbeddedStore};
 use crate::store::{
     ConnectionStore, FlowStore, KeyStore, OrgStore, SourceStore, StateTokenStore, Store,
 };
+#[cfg(feature = "embedded")]
 use crate::vault::embedded::EmbeddedVault;
 use crate::vault::secrets_manager::SecretsManagerVault;
 use crate::vault::{AppRegistry, Vault};
@@ -64,7 +66,7 @@ impl App {
         Ok(match config.backend {
             Backend::Aws => {
                 // The SDK's own configuration chain: region, credentials, AWS_ENDPOINT_URL.
-                let sdk = aws_config::load_from_env().await;
+                let sdk = crate::aws::sdk_config().await?;
                 let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table);
                 let vault = SecretsManagerVault::new(
                     aws_sdk_secretsmanager::Client::new(&sdk),
@@ -72,6 +74,7 @@ impl App {
                 );
                 (Arc::new(store), Arc::new(vault))
             }
+            #[cfg(feature = "embedded")]
             Backend::Embedded => {
                 let db = Db::open(&config.data_dir)?;
                 let vault = EmbeddedVault::open(db.clone(), &config.data_dir)?;
@@ -108,11 +111,12 @@ impl App {
     pub async fn init_backend(config: &Config) -> Result<()> {
         match config.backend {
             Backend::Aws => {
-                let sdk = aws_config::load_from_env().await;
+                let sdk = crate::aws::sdk_config().await?;
                 DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table)
                     .init()
                     .await
             }
+            #[cfg(feature = "embedded")]
             Backend::Embedded => Db::open(&config.data_dir).map(|_| ()),
         }
     }

@@ -13,6 +13,7 @@ pub enum Backend {
     /// DynamoDB + Secrets Manager through the AWS SDK (endpoints from `AWS_ENDPOINT_URL`).
     Aws,
     /// One local SQLite file under `BROKER_DATA_DIR`, secrets encrypted with a local key.
+    #[cfg(feature = "embedded")]
     Embedded,
 }
 
@@ -21,7 +22,13 @@ impl std::str::FromStr for Backend {
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "aws" => Ok(Backend::Aws),
+            #[cfg(feature = "embedded")]
             "embedded" => Ok(Backend::Embedded),
+            #[cfg(not(feature = "embedded"))]
+            "embedded" => Err(Error::validation(
+                "BROKER_BACKEND=embedded: this build leaves the embedded backend out (as the \
+                 Lambda builds do); use `brokerctl serve`, or build with the `embedded` feature",
+            )),
             other => Err(Error::validation(format!(
                 "BROKER_BACKEND must be `aws` or `embedded`, not `{other}`"
             ))),

@@ -228,7 +228,7 @@ impl Broker {
     pub async fn read_secret(&self, secret_id: &str, must_not_appear_on_disk: &str) -> Value {
         let raw = match self.backend {
             Backend::Aws => {
-                let sdk = aws_config::load_from_env().await;
+                let sdk = broker::aws::sdk_config().await.expect("AWS SDK config");
                 let out = aws_sdk_secretsmanager::Client::new(&sdk)
                     .get_secret_value()
                     .secret_id(secret_id)

@@ -5,6 +5,7 @@
 //! lazily, so an expired item may still be read.
 
 pub mod dynamodb;
+#[cfg(feature = "embedded")]
 pub mod embedded;
 
 use async_trait::async_trait;

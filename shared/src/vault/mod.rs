@@ -1,6 +1,7 @@
 //! The vault port: where tokens and provider app credentials live. [`secrets_manager`] on AWS,
 //! [`embedded`] locally (encrypted at rest).
 
+#[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod secrets_manager;
 
