@@ -100,7 +100,7 @@ fn template_http_api_routes_are_the_documented_ones() {
     let template =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml"))
             .expect("template.yaml");
-    let route_key = regex::Regex::new(r"(?m)^\s+RouteKey:\s+(\S+)\s+(\S+)\s*$").unwrap();
+    let route_key = regex_lite::Regex::new(r"(?m)^\s+RouteKey:\s+(\S+)\s+(\S+)\s*$").unwrap();
     let deployed: BTreeSet<(String, String)> = route_key
         .captures_iter(&template)
         .map(|c| (c[1].to_string(), c[2].to_string()))

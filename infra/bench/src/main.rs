@@ -18,10 +18,25 @@ pub fn root() -> PathBuf {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // `--only cold|warm|load`: one part, printed but not written (for profiling a change).
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1));
+    let part = |name: &str| only.is_none_or(|o| o == name);
     let mut table = report::Table::default();
-    cold::run(&mut table, if quick { 3 } else { 20 }).await;
-    warm::run(&mut table, if quick { 100 } else { 2000 }).await;
-    load::run(&mut table, if quick { 2 } else { 10 }).await;
-    report::write(&table);
+    if part("cold") {
+        cold::run(&mut table, if quick { 3 } else { 20 }).await;
+    }
+    if part("warm") {
+        warm::run(&mut table, if quick { 100 } else { 2000 }).await;
+    }
+    if part("load") {
+        load::run(&mut table, if quick { 2 } else { 10 }).await;
+    }
+    if only.is_none() {
+        report::write(&table);
+    }
 }

@@ -1,13 +1,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use regex::Regex;
 use serde::Deserialize;
 
 use super::{Provider, endpoints};
 use crate::{Config, Error, Result};
 
-/// The entries shipped inside every binary.
-const BUILTIN: &str = include_str!("builtin.toml");
+/// The entries shipped inside every binary: `builtin.toml`, converted to JSON by `build.rs`.
+const BUILTIN: &str = include_str!(concat!(env!("OUT_DIR"), "/builtin.json"));
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,27 +27,31 @@ impl Catalog {
     /// Built-in entries, then `extra` (e.g. the sandbox of `brokerctl serve`), then the file in
     /// `BROKER_PROVIDERS_FILE`; a later entry with the same slug replaces an earlier one.
     pub fn load(config: &Config, extra: Vec<Provider>) -> Result<Self> {
-        let mut entries = parse(BUILTIN, "built-in catalog")?;
-        entries.extend(extra);
+        let mut added = extra;
         if let Some(path) = &config.providers_file {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 Error::validation(format!("BROKER_PROVIDERS_FILE {}: {e}", path.display()))
             })?;
-            entries.extend(parse(&text, &path.display().to_string())?);
+            added.extend(parse(&text, &path.display().to_string())?);
         }
-        Self::build(entries, config)
+        // The built-in entries are checked by unit tests, not at every cold start.
+        for p in &added {
+            check(p, config)?;
+        }
+        let mut entries = builtin()?;
+        entries.extend(added);
+        Self::index(entries)
     }
 
-    fn build(entries: Vec<Provider>, config: &Config) -> Result<Self> {
+    /// Indexes entries by slug, alias and definition id; names and issuers must be unique.
+    fn index(entries: Vec<Provider>) -> Result<Self> {
         let mut providers = BTreeMap::new();
-        for mut p in entries {
-            compile_inputs(&mut p)?;
+        for p in entries {
             providers.insert(p.slug.clone(), p);
         }
         let mut names = HashMap::new();
         let mut issuers = HashSet::new();
         for p in providers.values() {
-            endpoints::check_templates(p, config)?;
             for name in p.aliases.iter().chain(&p.source_definition_ids) {
                 let clash = providers.contains_key(name)
                     || names.insert(name.clone(), p.slug.clone()).is_some();
@@ -89,29 +92,43 @@ impl Catalog {
     }
 }
 
+fn builtin() -> Result<Vec<Provider>> {
+    serde_json::from_str::<CatalogFile>(BUILTIN)
+        .map(|f| f.provider)
+        .map_err(|e| Error::internal(format!("built-in provider catalog: {e}")))
+}
+
 fn parse(text: &str, origin: &str) -> Result<Vec<Provider>> {
     toml::from_str::<CatalogFile>(text)
         .map(|f| f.provider)
         .map_err(|e| Error::validation(format!("provider catalog ({origin}): {e}")))
 }
 
-fn compile_inputs(p: &mut Provider) -> Result<()> {
-    for (name, spec) in p.inputs.iter_mut() {
-        // Anchored whatever the author wrote: a pattern must describe the whole value.
-        let re = Regex::new(&format!("^(?:{})$", spec.pattern)).map_err(|e| {
+/// What can be checked of one entry alone: its input patterns compile, its endpoints are https
+/// templates over declared inputs, its regions are named by its `region` input.
+fn check(p: &Provider, config: &Config) -> Result<()> {
+    for (name, spec) in &p.inputs {
+        spec.regex().map_err(|e| {
             Error::validation(format!(
                 "provider `{}` input `{name}`: bad pattern: {e}",
                 p.slug
             ))
         })?;
-        spec.compiled = Some(re);
     }
-    Ok(())
+    endpoints::check_templates(p, config)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `load` does with entries it did not ship: each checked, then all indexed together.
+    fn build(entries: Vec<Provider>, config: &Config) -> Result<Catalog> {
+        for p in &entries {
+            check(p, config)?;
+        }
+        Catalog::index(entries)
+    }
 
     fn config() -> Config {
         Config::from_lookup(|k| (k == "BROKER_PUBLIC_URL").then(|| "https://broker.example".into()))
@@ -196,25 +213,40 @@ mod tests {
 
     #[test]
     fn duplicate_alias_is_refused() {
-        let mut entries = parse(BUILTIN, "t").unwrap();
+        let mut entries = builtin().unwrap();
         let mut dup = entries[0].clone();
         dup.slug = "other".into();
         entries.push(dup);
-        assert!(Catalog::build(entries, &config()).is_err());
+        assert!(build(entries, &config()).is_err());
     }
 
     #[test]
     fn builtin_slugs_are_unique_and_every_entry_is_valid() {
-        let entries = parse(BUILTIN, "t").unwrap();
+        let entries = builtin().unwrap();
         let slugs: HashSet<&str> = entries.iter().map(|p| p.slug.as_str()).collect();
         assert_eq!(slugs.len(), entries.len(), "a built-in slug appears twice");
         assert!(entries.len() >= 60);
-        Catalog::build(entries, &config()).unwrap();
+        // Checked here rather than at every start; patterns are compiled on first use.
+        build(entries, &config()).unwrap();
+    }
+
+    #[test]
+    fn a_bad_pattern_in_the_providers_file_fails_at_start() {
+        let mut config = config();
+        let path = std::env::temp_dir().join(format!("providers-{}.toml", uuid::Uuid::new_v4()));
+        let entry = "[[provider]]\nslug = \"x\"\nname = \"X\"\n\
+            authorization_url = \"https://x.example/a\"\ntoken_url = \"https://x.example/t\"\n\
+            [provider.inputs.team]\npattern = \"[a-z\"\n";
+        std::fs::write(&path, entry).unwrap();
+        config.providers_file = Some(path.clone());
+        let err = Catalog::load(&config, vec![]).unwrap_err().to_string();
+        std::fs::remove_file(path).unwrap();
+        assert!(err.contains("bad pattern"), "{err}");
     }
 
     #[test]
     fn duplicate_definition_id_or_issuer_is_refused() {
-        let entries = parse(BUILTIN, "t").unwrap();
+        let entries = builtin().unwrap();
         let github = entries.iter().find(|p| p.slug == "github").unwrap();
         let sheets = entries.iter().find(|p| p.slug == "google-sheets").unwrap();
         let mut same_definition = github.clone();
@@ -227,7 +259,7 @@ mod tests {
         for extra in [same_definition, same_issuer] {
             let mut all = entries.clone();
             all.push(extra);
-            assert!(Catalog::build(all, &config()).is_err());
+            assert!(build(all, &config()).is_err());
         }
     }
 
@@ -248,7 +280,7 @@ mod tests {
             "#
             )
         };
-        let build = |text: &str| Catalog::build(parse(text, "t").unwrap(), &config());
+        let build = |text: &str| build(parse(text, "t").unwrap(), &config());
         assert!(build(&entry("")).is_err(), "no region input");
         assert!(build(&entry("[provider.inputs.region]\npattern = \"us|au\"")).is_err());
         assert!(build(&entry("[provider.inputs.region]\npattern = \"us|eu\"")).is_ok());
@@ -269,7 +301,7 @@ mod tests {
             authorization_url = "https://{tenant}.x.example/auth"
             token_url = "https://x.example/token"
         "#;
-        assert!(Catalog::build(parse(text, "t").unwrap(), &config()).is_err());
+        assert!(build(parse(text, "t").unwrap(), &config()).is_err());
     }
 
     #[test]
@@ -281,6 +313,6 @@ mod tests {
             authorization_url = "http://127.0.0.1:9/auth"
             token_url = "http://127.0.0.1:9/token"
         "#;
-        assert!(Catalog::build(parse(text, "t").unwrap(), &config()).is_err());
+        assert!(build(parse(text, "t").unwrap(), &config()).is_err());
     }
 }

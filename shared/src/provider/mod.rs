@@ -9,7 +9,9 @@ mod quirks;
 
 use std::collections::BTreeMap;
 
-use regex::Regex;
+use std::sync::OnceLock;
+
+use regex_lite::Regex;
 use serde::{Deserialize, Serialize};
 
 pub use authorization::AuthorizationRequest;
@@ -104,13 +106,25 @@ pub struct InputSpec {
     pub required: bool,
     #[serde(default)]
     pub description: String,
+    /// Compiled on first use: a cold start should not pay for every provider's inputs. The
+    /// catalog compiles the entries it did not ship at load, so a bad pattern fails fast.
     #[serde(skip)]
-    compiled: Option<Regex>,
+    compiled: OnceLock<std::result::Result<Regex, String>>,
 }
 
 impl InputSpec {
+    /// The pattern, anchored whatever the author wrote: it must describe the whole value.
+    pub(crate) fn regex(&self) -> std::result::Result<&Regex, &str> {
+        self.compiled
+            .get_or_init(|| {
+                Regex::new(&format!("^(?:{})$", self.pattern)).map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(String::as_str)
+    }
+
     fn matches(&self, value: &str) -> bool {
-        self.compiled.as_ref().is_some_and(|re| re.is_match(value))
+        self.regex().is_ok_and(|re| re.is_match(value))
     }
 }
 

@@ -67,7 +67,8 @@ impl Db {
 
     fn get<T: DeserializeOwned>(&self, pk: &str) -> Result<Option<T>> {
         let data: Option<String> = self.with(|c| {
-            c.query_row("SELECT data FROM items WHERE pk = ?1", [pk], |r| r.get(0))
+            c.prepare_cached("SELECT data FROM items WHERE pk = ?1")?
+                .query_row([pk], |r| r.get(0))
                 .optional()
         })?;
         data.map(|d| serde_json::from_str(&d).map_err(db_err))
@@ -81,7 +82,7 @@ impl Db {
         } else {
             "INSERT OR REPLACE INTO items (pk, data) VALUES (?1, ?2)"
         };
-        Ok(self.with(|c| c.execute(sql, params![pk, data]))? == 1)
+        Ok(self.with(|c| c.prepare_cached(sql)?.execute(params![pk, data]))? == 1)
     }
 
     /// Reads, lets `apply` change the value or refuse, writes back (or deletes when `delete`), atomically.
@@ -96,8 +97,8 @@ impl Db {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_err)?;
         let data: Option<String> = tx
-            .query_row("SELECT data FROM items WHERE pk = ?1", [pk], |r| r.get(0))
-            .optional()
+            .prepare_cached("SELECT data FROM items WHERE pk = ?1")
+            .and_then(|mut s| s.query_row([pk], |r| r.get(0)).optional())
             .map_err(db_err)?;
         let Some(data) = data else {
             return Ok(Outcome::Missing);
@@ -107,15 +108,14 @@ impl Db {
             return Ok(Outcome::Refused(value));
         }
         if delete {
-            tx.execute("DELETE FROM items WHERE pk = ?1", [pk])
+            tx.prepare_cached("DELETE FROM items WHERE pk = ?1")
+                .and_then(|mut s| s.execute([pk]))
                 .map_err(db_err)?;
         } else {
             let data = serde_json::to_string(&value).map_err(db_err)?;
-            tx.execute(
-                "UPDATE items SET data = ?2 WHERE pk = ?1",
-                params![pk, data],
-            )
-            .map_err(db_err)?;
+            tx.prepare_cached("UPDATE items SET data = ?2 WHERE pk = ?1")
+                .and_then(|mut s| s.execute(params![pk, data]))
+                .map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
         Ok(Outcome::Applied(value))

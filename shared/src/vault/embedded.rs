@@ -88,22 +88,19 @@ impl Vault for EmbeddedVault {
         )
         .map_err(Error::internal)?;
         self.db.with(|c| {
-            c.execute(
+            c.prepare_cached(
                 "INSERT OR REPLACE INTO secrets (name, nonce, ciphertext, tags, request_token) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![name, nonce.to_vec(), sealed, tags, request_token],
-            )
+            )?
+            .execute(params![name, nonce.to_vec(), sealed, tags, request_token])
         })?;
         Ok(name.to_string())
     }
 
     async fn get_secret(&self, name: &str) -> Result<Option<Sensitive<String>>> {
         let row: Option<(Vec<u8>, Vec<u8>)> = self.db.with(|c| {
-            c.query_row(
-                "SELECT nonce, ciphertext FROM secrets WHERE name = ?1",
-                [name],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
+            c.prepare_cached("SELECT nonce, ciphertext FROM secrets WHERE name = ?1")?
+                .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
         })?;
         let Some((nonce, sealed)) = row else {
             return Ok(None);
