@@ -107,8 +107,7 @@ pub async fn start(app: &App, caller: &Caller, req: StartRequest) -> Result<Star
         created_at: now,
         expires_at,
     };
-    app.connections.put_connection(&connection).await?;
-    app.flows.create_flow(&flow).await?;
+    app.flows.create_flow(&flow, &connection).await?;
     tracing::info!(provider = %flow.provider, kind = ?flow.kind, connection_id = %connection.id, "flow started");
 
     let consent_url = if flow.kind.hosted() {

@@ -8,7 +8,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, ReturnValue, ScalarAttributeType, TimeToLiveSpecification,
+    KeyType, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType,
+    TimeToLiveSpecification, TransactWriteItem,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -33,6 +34,18 @@ pub struct DynamoStore {
 
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
+}
+
+/// A connection's item, with the listing index: by organization and workspace, newest last.
+fn connection_item(c: &Connection) -> Result<Item> {
+    let mut item = to_item(keys::connection(&c.organization_id, &c.id), c)?;
+    let workspace = c.workspace_id.as_deref().unwrap_or("-");
+    item.insert(
+        "gsi1pk".into(),
+        s(format!("WS#{}#{workspace}", c.organization_id)),
+    );
+    item.insert("gsi1sk".into(), s(format!("{:020}#{}", c.created_at, c.id)));
+    Ok(item)
 }
 
 fn n(v: i64) -> AttributeValue {
@@ -187,15 +200,26 @@ impl DynamoStore {
 
 #[async_trait]
 impl FlowStore for DynamoStore {
-    async fn create_flow(&self, flow: &Flow) -> Result<()> {
-        if self
-            .put(to_item(keys::flow(&flow.key), flow)?, true)
-            .await?
-        {
-            Ok(())
-        } else {
-            Err(Error::internal("flow key collision"))
-        }
+    async fn create_flow(&self, flow: &Flow, connection: &Connection) -> Result<()> {
+        let put = |item: Item, condition: Option<&str>| {
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .set_condition_expression(condition.map(str::to_string))
+                .build()
+                .map(|put| TransactWriteItem::builder().put(put).build())
+                .map_err(|e| Error::internal(format!("TransactWriteItems: {e}")))
+        };
+        let flow_item = to_item(keys::flow(&flow.key), flow)?;
+        self.client
+            .transact_write_items()
+            // A key collision (32 random bytes) cancels the transaction: an internal error.
+            .transact_items(put(flow_item, Some("attribute_not_exists(pk)"))?)
+            .transact_items(put(connection_item(connection)?, None)?)
+            .send()
+            .await
+            .map_err(|e| sdk_error("TransactWriteItems", e))?;
+        Ok(())
     }
 
     async fn bind_flow(&self, flow_key: &str, binding_hash: &str, now: i64) -> Result<Flow> {
@@ -292,15 +316,7 @@ impl FlowStore for DynamoStore {
 #[async_trait]
 impl ConnectionStore for DynamoStore {
     async fn put_connection(&self, c: &Connection) -> Result<()> {
-        let mut item = to_item(keys::connection(&c.organization_id, &c.id), c)?;
-        // Listing index: by organization and workspace, newest last.
-        let workspace = c.workspace_id.as_deref().unwrap_or("-");
-        item.insert(
-            "gsi1pk".into(),
-            s(format!("WS#{}#{workspace}", c.organization_id)),
-        );
-        item.insert("gsi1sk".into(), s(format!("{:020}#{}", c.created_at, c.id)));
-        self.put(item, false).await?;
+        self.put(connection_item(c)?, false).await?;
         Ok(())
     }
 

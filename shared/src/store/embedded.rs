@@ -2,8 +2,9 @@
 //! same keys DynamoDB uses. Conditional updates run as read-check-write inside one immediate
 //! transaction, so two processes (a `serve` and a `brokerctl key create`) share the file safely.
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
@@ -20,6 +21,9 @@ use crate::{Error, Result};
 
 pub const DB_FILE: &str = "broker.sqlite3";
 
+/// How often the write-ahead log is copied into the database file, off the request path.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
 /// The SQLite file, shared by [`EmbeddedStore`] and [`crate::vault::embedded::EmbeddedVault`].
 #[derive(Debug)]
 pub struct Db {
@@ -32,6 +36,10 @@ enum Outcome<T> {
     Applied(T),
 }
 
+fn to_json<T: Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(db_err)
+}
+
 fn db_err(e: impl std::fmt::Display) -> Error {
     Error::Internal(format!("embedded store: {e}"))
 }
@@ -40,21 +48,24 @@ impl Db {
     pub fn open(dir: &Path) -> Result<Arc<Db>> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::validation(format!("BROKER_DATA_DIR {}: {e}", dir.display())))?;
-        let conn = rusqlite::Connection::open(dir.join(DB_FILE)).map_err(db_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(db_err)?;
+        let path = dir.join(DB_FILE);
+        let conn = rusqlite::Connection::open(&path).map_err(db_err)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;
+             PRAGMA wal_autocheckpoint = 0;
              CREATE TABLE IF NOT EXISTS items (pk TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS secrets (
                  name TEXT PRIMARY KEY, nonce BLOB NOT NULL, ciphertext BLOB NOT NULL,
                  tags TEXT NOT NULL, request_token TEXT NOT NULL) WITHOUT ROWID;",
         )
         .map_err(db_err)?;
-        Ok(Arc::new(Db {
+        let db = Arc::new(Db {
             conn: Mutex::new(conn),
-        }))
+        });
+        spawn_checkpointer(path, Arc::downgrade(&db));
+        Ok(db)
     }
 
     pub(crate) fn with<R>(
@@ -76,7 +87,7 @@ impl Db {
     }
 
     fn put<T: Serialize>(&self, pk: &str, value: &T, only_if_absent: bool) -> Result<bool> {
-        let data = serde_json::to_string(value).map_err(db_err)?;
+        let data = to_json(value)?;
         let sql = if only_if_absent {
             "INSERT OR IGNORE INTO items (pk, data) VALUES (?1, ?2)"
         } else {
@@ -122,6 +133,32 @@ impl Db {
     }
 }
 
+/// Checkpoints from a thread and connection of its own while the [`Db`] lives. SQLite's automatic
+/// checkpoint runs inside whichever commit crosses the threshold, copying pages and syncing the
+/// file there: a fifth of the writes' CPU and the spikes in `serve`'s p99 (BENCHMARKS.md). When
+/// the last connection closes, SQLite checkpoints whatever is left.
+fn spawn_checkpointer(path: PathBuf, db: Weak<Db>) {
+    let run = move || {
+        let Ok(conn) = rusqlite::Connection::open(&path) else {
+            return;
+        };
+        let _ = conn.busy_timeout(Duration::from_secs(5));
+        while db.strong_count() > 0 {
+            std::thread::sleep(CHECKPOINT_EVERY);
+            // PASSIVE: copies what no reader still needs, never blocks a writer.
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "embedded store checkpoint failed");
+            }
+        }
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("broker-checkpoint".into())
+        .spawn(run)
+    {
+        tracing::warn!(error = %e, "no checkpoint thread; the log grows until the store closes");
+    }
+}
+
 /// All store ports over the embedded file.
 #[derive(Debug, Clone)]
 pub struct EmbeddedStore {
@@ -136,8 +173,23 @@ impl EmbeddedStore {
 
 #[async_trait]
 impl FlowStore for EmbeddedStore {
-    async fn create_flow(&self, flow: &Flow) -> Result<()> {
-        if self.db.put(&keys::flow(&flow.key), flow, true)? {
+    async fn create_flow(&self, flow: &Flow, connection: &Connection) -> Result<()> {
+        let flow_key = keys::flow(&flow.key);
+        let connection_key = keys::connection(&connection.organization_id, &connection.id);
+        let (flow, connection) = (to_json(flow)?, to_json(connection)?);
+        let created = self.db.with(|c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let inserted = tx
+                .prepare_cached("INSERT OR IGNORE INTO items (pk, data) VALUES (?1, ?2)")?
+                .execute(params![flow_key, flow])?;
+            if inserted == 1 {
+                tx.prepare_cached("INSERT OR REPLACE INTO items (pk, data) VALUES (?1, ?2)")?
+                    .execute(params![connection_key, connection])?;
+                tx.commit()?;
+            }
+            Ok(inserted == 1)
+        })?;
+        if created {
             Ok(())
         } else {
             Err(Error::internal("flow key collision"))

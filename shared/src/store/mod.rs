@@ -19,8 +19,10 @@ use crate::source::Source;
 
 #[async_trait]
 pub trait FlowStore: Send + Sync {
-    /// Writes a new flow; fails if the key exists.
-    async fn create_flow(&self, flow: &Flow) -> Result<()>;
+    /// Writes a new flow and the pending connection it will fill, together: one transaction on
+    /// either backend (on DynamoDB also one round trip, and never a flow without its connection).
+    /// Fails if the flow's key exists.
+    async fn create_flow(&self, flow: &Flow, connection: &Connection) -> Result<()>;
 
     /// Binds a pending, unexpired, hosted flow to a browser: the first browser wins, the same
     /// browser may come back. Anything else is [`crate::Error::FlowRejected`].
