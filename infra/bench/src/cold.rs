@@ -134,9 +134,6 @@ pub async fn run(table: &mut Table, runs: usize) {
             (!s.name.starts_with("hello")).then_some(rss <= 12 * 1000 * 1000),
         );
 
-        if s.name == "initiate" {
-            attribute(table, &s, runs).await;
-        }
         let (size, zipped) = sizes(&s.binary);
         table.row(
             &format!("size, {}", s.name),
@@ -145,49 +142,6 @@ pub async fn run(table: &mut Table, runs: usize) {
             (!s.name.starts_with("hello")).then_some(zipped <= 3 * 1000 * 1000),
         );
     }
-}
-
-/// Where initiate's init goes: the same binary with the embedded backend (no AWS SDK clients), and
-/// with the AWS backend but `SSL_CERT_FILE` naming one certificate instead of the system store
-/// (which the SDK's HTTPS client parses when it is built).
-async fn attribute(table: &mut Table, s: &Subject, runs: usize) {
-    let data = std::env::temp_dir().join(format!("bench-init-{}", uuid::Uuid::new_v4().simple()));
-    let one_cert = std::fs::read_dir("/etc/ssl/certs").ok().and_then(|mut d| {
-        d.find_map(|e| {
-            e.ok()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "pem"))
-        })
-    });
-    let mut variants: Vec<(&str, Vec<(String, String)>)> = vec![];
-    let mut embedded = env();
-    embedded.retain(|(k, _)| k != "BROKER_BACKEND");
-    embedded.push(("BROKER_BACKEND".into(), "embedded".into()));
-    embedded.push(("BROKER_DATA_DIR".into(), data.display().to_string()));
-    variants.push(("embedded backend (no AWS SDK)", embedded));
-    if let Some(cert) = one_cert {
-        let mut few_roots = env();
-        few_roots.push(("SSL_CERT_FILE".into(), cert.display().to_string()));
-        variants.push(("AWS backend, SSL_CERT_FILE = one certificate", few_roots));
-    }
-    for (label, env) in variants {
-        let mut inits = vec![];
-        for _ in 0..runs {
-            let mut api = RuntimeApi::start().await;
-            let spawned = Instant::now();
-            let child = api.spawn(&s.binary, &env);
-            inits.push(api.polled().await - spawned);
-            api.invoke(&s.event).await;
-            drop(child);
-        }
-        table.row(
-            &format!("  initiate init with {label}"),
-            format!("p50 {}", millis(percentile(&inits, 50.0))),
-            "attribution",
-            None,
-        );
-    }
-    let _ = std::fs::remove_dir_all(data);
 }
 
 /// The binary's size, and its size zipped as Lambda takes it (deflate, via Python's zipfile).

@@ -22,7 +22,7 @@ use crate::{Error, Result};
 pub const DB_FILE: &str = "broker.sqlite3";
 
 /// How often the write-ahead log is copied into the database file, off the request path.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
 /// The SQLite file, shared by [`EmbeddedStore`] and [`crate::vault::embedded::EmbeddedVault`].
 #[derive(Debug)]
@@ -55,7 +55,7 @@ impl Db {
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;
              PRAGMA wal_autocheckpoint = 0;
-             CREATE TABLE IF NOT EXISTS items (pk TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS items (pk TEXT PRIMARY KEY, data TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS secrets (
                  name TEXT PRIMARY KEY, nonce BLOB NOT NULL, ciphertext BLOB NOT NULL,
                  tags TEXT NOT NULL, request_token TEXT NOT NULL) WITHOUT ROWID;",
@@ -133,20 +133,32 @@ impl Db {
     }
 }
 
-/// Checkpoints from a thread and connection of its own while the [`Db`] lives. SQLite's automatic
-/// checkpoint runs inside whichever commit crosses the threshold, copying pages and syncing the
-/// file there: a fifth of the writes' CPU and the spikes in `serve`'s p99 (BENCHMARKS.md). When
-/// the last connection closes, SQLite checkpoints whatever is left.
+/// Checkpoints from a thread of its own while the [`Db`] lives. SQLite's automatic checkpoint
+/// runs inside whichever commit crosses its threshold, copying pages and syncing the file there:
+/// a fifth of the writes' CPU and the spikes in `serve`'s p99 (BENCHMARKS.md).
+///
+/// A PASSIVE checkpoint on the thread's own connection copies most of the log without blocking
+/// anyone; alone, under constant writes, it never catches up and the log grows without end (it
+/// did: 0.9 GB in 5 s of `serve` under load). So a second one runs under the store's lock, with
+/// no write in between: it copies the few frames left, and the next write restarts the log.
 fn spawn_checkpointer(path: PathBuf, db: Weak<Db>) {
     let run = move || {
         let Ok(conn) = rusqlite::Connection::open(&path) else {
             return;
         };
         let _ = conn.busy_timeout(Duration::from_secs(5));
-        while db.strong_count() > 0 {
+        let checkpoint = |c: &rusqlite::Connection| {
+            c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        };
+        loop {
             std::thread::sleep(CHECKPOINT_EVERY);
-            // PASSIVE: copies what no reader still needs, never blocks a writer.
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            let Some(db) = db.upgrade() else {
+                return;
+            };
+            let done = checkpoint(&conn)
+                .map_err(db_err)
+                .and_then(|()| db.with(|c| checkpoint(c)));
+            if let Err(e) = done {
                 tracing::warn!(error = %e, "embedded store checkpoint failed");
             }
         }
