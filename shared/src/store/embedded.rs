@@ -123,7 +123,7 @@ impl Db {
                 .and_then(|mut s| s.execute([pk]))
                 .map_err(db_err)?;
         } else {
-            let data = serde_json::to_string(&value).map_err(db_err)?;
+            let data = to_json(&value)?;
             tx.prepare_cached("UPDATE items SET data = ?2 WHERE pk = ?1")
                 .and_then(|mut s| s.execute(params![pk, data]))
                 .map_err(db_err)?;
@@ -135,7 +135,7 @@ impl Db {
 
 /// Checkpoints from a thread of its own while the [`Db`] lives. SQLite's automatic checkpoint
 /// runs inside whichever commit crosses its threshold, copying pages and syncing the file there:
-/// a fifth of the writes' CPU and the spikes in `serve`'s p99 (BENCHMARKS.md).
+/// a fifth of the writes' CPU (BENCHMARKS.md).
 ///
 /// A PASSIVE checkpoint on the thread's own connection copies most of the log without blocking
 /// anyone; alone, under constant writes, it never catches up and the log grows without end (it
