@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use broker::App;
 use broker::provider::Provider;
+use broker::store::dynamodb::DynamoStore;
+use broker::vault::secrets_manager::SecretsManagerVault;
 use brokerctl::admin::Admin;
 use oauth2::reqwest;
 use serde_json::{Value, json};
@@ -87,6 +89,21 @@ impl Broker {
         overrides: &[(&str, &str)],
         entry: &FakeEntry<'_>,
     ) -> Broker {
+        Self::start_inner(backend, overrides, entry, None).await
+    }
+
+    /// An AWS-backend broker whose DynamoDB and Secrets Manager clients go through `endpoint`
+    /// (an [`crate::outage::Outage`] relay); the test's own setup goes to the emulator directly.
+    pub async fn start_through(endpoint: &str) -> Broker {
+        Self::start_inner(Backend::Aws, &[], &FakeEntry::default(), Some(endpoint)).await
+    }
+
+    async fn start_inner(
+        backend: Backend,
+        overrides: &[(&str, &str)],
+        entry: &FakeEntry<'_>,
+        aws_endpoint: Option<&str>,
+    ) -> Broker {
         if backend == Backend::Aws {
             let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
             assert!(
@@ -121,11 +138,29 @@ impl Broker {
         }
         let config = broker::Config::from_lookup(|k| vars.get(k).cloned()).expect("config");
         App::init_backend(&config).await.expect("init backend");
-        let app = Arc::new(
-            App::build(config.clone(), vec![fake_entry(&provider.base_url, entry)])
-                .await
-                .expect("app"),
-        );
+        let providers = vec![fake_entry(&provider.base_url, entry)];
+        let app = match aws_endpoint {
+            None => App::build(config.clone(), providers).await,
+            Some(endpoint) => {
+                // Set on each client: an endpoint set on the shared config yields to
+                // AWS_ENDPOINT_URL, which the services read again.
+                let sdk = broker::aws::sdk_config().await.expect("AWS SDK config");
+                let dynamodb = aws_sdk_dynamodb::config::Builder::from(&sdk)
+                    .endpoint_url(endpoint)
+                    .build();
+                let secrets = aws_sdk_secretsmanager::config::Builder::from(&sdk)
+                    .endpoint_url(endpoint)
+                    .build();
+                let store =
+                    DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(dynamodb), &config.table);
+                let vault = SecretsManagerVault::new(
+                    aws_sdk_secretsmanager::Client::from_conf(secrets),
+                    None,
+                );
+                App::assemble(config.clone(), providers, Arc::new(store), Arc::new(vault))
+            }
+        };
+        let app = Arc::new(app.expect("app"));
         // Every response of every test goes through the contract check.
         let violations = Violations::default();
         let router = brokerctl::server::router(app.clone(), false).layer(

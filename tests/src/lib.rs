@@ -5,6 +5,7 @@
 pub mod contract;
 pub mod fake_provider;
 pub mod harness;
+pub mod outage;
 
 pub use fake_provider::{FakeProvider, Knobs, Ledger};
 pub use harness::{Backend, Broker, Browser, query_of};
