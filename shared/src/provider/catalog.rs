@@ -35,9 +35,7 @@ impl Catalog {
             added.extend(parse(&text, &path.display().to_string())?);
         }
         // The built-in entries are checked by unit tests, not at every cold start.
-        for p in &added {
-            check(p, config)?;
-        }
+        check_all(&added, config)?;
         let mut entries = builtin()?;
         entries.extend(added);
         Self::index(entries)
@@ -104,6 +102,10 @@ fn parse(text: &str, origin: &str) -> Result<Vec<Provider>> {
         .map_err(|e| Error::validation(format!("provider catalog ({origin}): {e}")))
 }
 
+fn check_all(entries: &[Provider], config: &Config) -> Result<()> {
+    entries.iter().try_for_each(|p| check(p, config))
+}
+
 /// What can be checked of one entry alone: its input patterns compile, its endpoints are https
 /// templates over declared inputs, its regions are named by its `region` input.
 fn check(p: &Provider, config: &Config) -> Result<()> {
@@ -124,9 +126,7 @@ mod tests {
 
     /// What `load` does with entries it did not ship: each checked, then all indexed together.
     fn build(entries: Vec<Provider>, config: &Config) -> Result<Catalog> {
-        for p in &entries {
-            check(p, config)?;
-        }
+        check_all(&entries, config)?;
         Catalog::index(entries)
     }
 

@@ -36,6 +36,28 @@ enum Outcome<T> {
     Applied(T),
 }
 
+/// An item's JSON, inside any transaction or none.
+fn read_item(c: &rusqlite::Connection, pk: &str) -> rusqlite::Result<Option<String>> {
+    c.prepare_cached("SELECT data FROM items WHERE pk = ?1")?
+        .query_row([pk], |r| r.get(0))
+        .optional()
+}
+
+/// Writes an item; with `only_if_absent`, an existing one is kept and `false` returned.
+fn insert_item(
+    c: &rusqlite::Connection,
+    pk: &str,
+    data: &str,
+    only_if_absent: bool,
+) -> rusqlite::Result<bool> {
+    let sql = if only_if_absent {
+        "INSERT OR IGNORE INTO items (pk, data) VALUES (?1, ?2)"
+    } else {
+        "INSERT OR REPLACE INTO items (pk, data) VALUES (?1, ?2)"
+    };
+    Ok(c.prepare_cached(sql)?.execute(params![pk, data])? == 1)
+}
+
 fn to_json<T: Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(db_err)
 }
@@ -77,23 +99,14 @@ impl Db {
     }
 
     fn get<T: DeserializeOwned>(&self, pk: &str) -> Result<Option<T>> {
-        let data: Option<String> = self.with(|c| {
-            c.prepare_cached("SELECT data FROM items WHERE pk = ?1")?
-                .query_row([pk], |r| r.get(0))
-                .optional()
-        })?;
+        let data = self.with(|c| read_item(c, pk))?;
         data.map(|d| serde_json::from_str(&d).map_err(db_err))
             .transpose()
     }
 
     fn put<T: Serialize>(&self, pk: &str, value: &T, only_if_absent: bool) -> Result<bool> {
         let data = to_json(value)?;
-        let sql = if only_if_absent {
-            "INSERT OR IGNORE INTO items (pk, data) VALUES (?1, ?2)"
-        } else {
-            "INSERT OR REPLACE INTO items (pk, data) VALUES (?1, ?2)"
-        };
-        Ok(self.with(|c| c.prepare_cached(sql)?.execute(params![pk, data]))? == 1)
+        self.with(|c| insert_item(c, pk, &data, only_if_absent))
     }
 
     /// Reads, lets `apply` change the value or refuse, writes back (or deletes when `delete`), atomically.
@@ -107,10 +120,7 @@ impl Db {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_err)?;
-        let data: Option<String> = tx
-            .prepare_cached("SELECT data FROM items WHERE pk = ?1")
-            .and_then(|mut s| s.query_row([pk], |r| r.get(0)).optional())
-            .map_err(db_err)?;
+        let data = read_item(&tx, pk).map_err(db_err)?;
         let Some(data) = data else {
             return Ok(Outcome::Missing);
         };
@@ -191,15 +201,12 @@ impl FlowStore for EmbeddedStore {
         let (flow, connection) = (to_json(flow)?, to_json(connection)?);
         let created = self.db.with(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let inserted = tx
-                .prepare_cached("INSERT OR IGNORE INTO items (pk, data) VALUES (?1, ?2)")?
-                .execute(params![flow_key, flow])?;
-            if inserted == 1 {
-                tx.prepare_cached("INSERT OR REPLACE INTO items (pk, data) VALUES (?1, ?2)")?
-                    .execute(params![connection_key, connection])?;
+            let created = insert_item(&tx, &flow_key, &flow, true)?;
+            if created {
+                insert_item(&tx, &connection_key, &connection, false)?;
                 tx.commit()?;
             }
-            Ok(inserted == 1)
+            Ok(created)
         })?;
         if created {
             Ok(())
