@@ -29,6 +29,9 @@ pub enum Error {
     /// browser as a static page: nothing about the flow can be trusted, not even where to redirect.
     #[error("unknown, used or expired authorization flow")]
     FlowRejected,
+    /// A conditional change lost a race: the item is no longer in the state the change starts from.
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
     /// The provider refused the code or answered garbage; carries only the provider's `error` code.
     #[error("provider token exchange failed: {error}")]
     ProviderFailed { error: String },

@@ -1,10 +1,9 @@
 //! Step 2, `authorize` (browser): bind the flow to this browser and send it to the provider.
 
-use broker::api::{self, Route, html, route};
+use broker::api::{self, Call, Function, Route};
 use broker::{App, Error, Result, flow};
 use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
-use tracing::Instrument;
 
 #[derive(Debug, Clone, Copy)]
 pub enum Op {
@@ -19,26 +18,26 @@ pub const AWS_ACTIONS: &[&str] = &[
     "kms:Decrypt",
 ];
 
-pub const ROUTES: &[Route<Op>] = &[Route::new(
+pub const ROUTES: &[Route<Op>] = &[Route::browser(
     Method::GET,
     "/v1/oauth/authorize",
     Op::Authorize,
 )];
 
+const FUNCTION: Function<Op> = Function {
+    name: "authorize",
+    routes: ROUTES,
+};
+
 pub async fn handle(app: &App, req: Request) -> Response<Body> {
-    let trace_id = api::request_id(&req);
-    let span = tracing::info_span!("authorize", %trace_id);
-    dispatch(app, req)
-        .instrument(span)
-        .await
-        .unwrap_or_else(|e| html::error_page(&e, &trace_id))
+    api::handle(app, req, &FUNCTION, |call| dispatch(app, call)).await
 }
 
-async fn dispatch(app: &App, req: Request) -> Result<Response<Body>> {
-    route::find(ROUTES, req.method(), req.uri().path())?;
-    let query = api::query(&req)?;
+async fn dispatch(app: &App, call: Call<Op>) -> Result<Response<Body>> {
+    let req = &call.req;
+    let query = api::query(req)?;
     let state = query.get("flow").ok_or(Error::FlowRejected)?;
-    let authorization = flow::authorize(app, state, |name| api::cookie(&req, name)).await?;
+    let authorization = flow::authorize(app, state, |name| api::cookie(req, name)).await?;
     let mut response = api::redirect(StatusCode::FOUND, authorization.provider_url.as_str())?;
     let cookie = authorization.set_cookie.parse().map_err(Error::internal)?;
     response.headers_mut().insert(header::SET_COOKIE, cookie);

@@ -1,11 +1,10 @@
 //! Step 3, `callback` (browser): consume the flow once, redeem the code, store the tokens, and
 //! send the browser back to the platform with references only.
 
-use broker::api::{self, Route, html, route};
+use broker::api::{self, Call, Function, Route};
 use broker::{App, Result, flow};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
-use tracing::Instrument;
 
 #[derive(Debug, Clone, Copy)]
 pub enum Op {
@@ -27,20 +26,24 @@ pub const AWS_ACTIONS: &[&str] = &[
     "kms:GenerateDataKey",
 ];
 
-pub const ROUTES: &[Route<Op>] = &[Route::new(Method::GET, "/v1/oauth/callback", Op::Callback)];
+pub const ROUTES: &[Route<Op>] = &[Route::browser(
+    Method::GET,
+    "/v1/oauth/callback",
+    Op::Callback,
+)];
+
+const FUNCTION: Function<Op> = Function {
+    name: "callback",
+    routes: ROUTES,
+};
 
 pub async fn handle(app: &App, req: Request) -> Response<Body> {
-    let trace_id = api::request_id(&req);
-    let span = tracing::info_span!("callback", %trace_id);
-    dispatch(app, req)
-        .instrument(span)
-        .await
-        .unwrap_or_else(|e| html::error_page(&e, &trace_id))
+    api::handle(app, req, &FUNCTION, |call| dispatch(app, call)).await
 }
 
-async fn dispatch(app: &App, req: Request) -> Result<Response<Body>> {
-    route::find(ROUTES, req.method(), req.uri().path())?;
-    let query = api::query(&req)?;
-    let target = flow::callback(app, &query, |name| api::cookie(&req, name)).await?;
+async fn dispatch(app: &App, call: Call<Op>) -> Result<Response<Body>> {
+    let req = &call.req;
+    let query = api::query(req)?;
+    let target = flow::callback(app, &query, |name| api::cookie(req, name)).await?;
     api::redirect(StatusCode::SEE_OTHER, target.as_str())
 }

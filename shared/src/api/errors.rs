@@ -16,6 +16,7 @@ impl Error {
             Error::Unauthenticated => StatusCode::UNAUTHORIZED,
             Error::Forbidden => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -32,6 +33,7 @@ impl Error {
             Error::Unauthenticated => "AUTHENTICATION_REQUIRED",
             Error::Forbidden => "FORBIDDEN",
             Error::NotFound(_) => "NOT_FOUND",
+            Error::Conflict(_) => "CONFLICT",
             Error::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Error::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Error::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
@@ -66,6 +68,11 @@ impl Error {
             Error::NotFound(what) => (
                 format!("Not found: {what}."),
                 format!("{what} not found"),
+                Value::Null,
+            ),
+            Error::Conflict(what) => (
+                "The request conflicts with a concurrent change; read the resource again.".into(),
+                format!("Conflict: {what}."),
                 Value::Null,
             ),
             Error::MethodNotAllowed => plain(

@@ -10,22 +10,19 @@ use crate::api::errors::{self, RETRY_AFTER_SECS};
 /// The page for a failed browser step; the error's detail goes to the log with the trace id.
 pub fn error_page(e: &Error, trace_id: &str) -> Response<Body> {
     errors::log(e, trace_id);
-    let (status, title, text) = match e {
-        Error::FlowRejected | Error::Validation { .. } => (
-            StatusCode::BAD_REQUEST,
+    // The status comes from the one table in `errors`; the page only picks words for it.
+    let status = e.status();
+    let (title, text) = match status.as_u16() {
+        400 => (
             "This sign-in link is no longer valid",
             "It may have expired, been used already, or been opened in another browser. Return to the application and start connecting again.",
         ),
-        Error::Unavailable(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
+        503 => (
             "Temporarily unavailable",
             "The service could not finish connecting your account. Please try again in a moment.",
         ),
-        Error::NotFound(_) | Error::MethodNotAllowed => {
-            (StatusCode::NOT_FOUND, "Not found", "There is nothing here.")
-        }
+        404 | 405 => ("Not found", "There is nothing here."),
         _ => (
-            StatusCode::INTERNAL_SERVER_ERROR,
             "Something went wrong",
             "The service could not finish connecting your account. Return to the application and try again.",
         ),

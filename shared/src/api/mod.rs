@@ -1,7 +1,9 @@
 //! HTTP glue shared by every function: routing, bounded request parsing, responses. The same code
 //! serves Lambda (through `lambda_http`) and `brokerctl serve`.
 
+pub mod dialect;
 pub mod errors;
+pub mod handler;
 pub mod html;
 pub mod lambda;
 pub mod route;
@@ -16,6 +18,7 @@ use serde::de::DeserializeOwned;
 
 use crate::{Error, Result};
 
+pub use handler::{Call, Function, handle};
 pub use route::Route;
 
 /// Largest request body accepted (DESIGN §4).

@@ -7,19 +7,56 @@ use lambda_http::http::Method;
 
 use crate::{Error, Result};
 
-/// A method and a path pattern whose `{name}` segments capture parameters.
+/// A method and a path pattern whose `{name}` segments capture parameters, and who may call it.
 #[derive(Debug, Clone)]
 pub struct Route<Op> {
     pub method: Method,
     pub path: &'static str,
     pub op: Op,
+    pub access: Access,
+}
+
+/// Who calls a route: a browser (no key; the flow's handle is the credential), or a platform
+/// with an API key, naming the organization it acts for in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Browser,
+    Key(OrgFrom),
+}
+
+/// Where an API route's organization comes from. The request path checks it against the key
+/// once, before any handler runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrgFrom {
+    /// The key's own organization; the route names none.
+    Key,
+    /// The `{organization_id}` segment of the path.
+    Path,
+    /// The required `organization_id` query parameter.
+    Query,
 }
 
 pub type Params = HashMap<&'static str, String>;
 
 impl<Op: Copy> Route<Op> {
-    pub const fn new(method: Method, path: &'static str, op: Op) -> Self {
-        Route { method, path, op }
+    /// A browser step.
+    pub const fn browser(method: Method, path: &'static str, op: Op) -> Self {
+        Route {
+            method,
+            path,
+            op,
+            access: Access::Browser,
+        }
+    }
+
+    /// An API route, called with a key for the organization `org` names.
+    pub const fn api(method: Method, path: &'static str, op: Op, org: OrgFrom) -> Self {
+        Route {
+            method,
+            path,
+            op,
+            access: Access::Key(org),
+        }
     }
 
     /// The captured parameters if `path` fits the pattern (a trailing slash is tolerated).
@@ -45,14 +82,18 @@ impl<Op: Copy> Route<Op> {
     }
 }
 
-/// The operation for `method` and `path`: 404 when no route has the path, 405 when one has it
-/// under another method.
-pub fn find<Op: Copy>(routes: &[Route<Op>], method: &Method, path: &str) -> Result<(Op, Params)> {
+/// The route for `method` and `path`, with its parameters: 404 when no route has the path, 405
+/// when one has it under another method.
+pub fn find<'r, Op: Copy>(
+    routes: &'r [Route<Op>],
+    method: &Method,
+    path: &str,
+) -> Result<(&'r Route<Op>, Params)> {
     let mut path_known = false;
     for route in routes {
         if let Some(params) = route.match_path(path) {
             if route.method == *method {
-                return Ok((route.op, params));
+                return Ok((route, params));
             }
             path_known = true;
         }
@@ -74,18 +115,20 @@ mod tests {
     use super::*;
 
     const ROUTES: &[Route<u8>] = &[
-        Route::new(
+        Route::api(
             Method::POST,
             "/v1/organizations/{organization_id}/things",
             1,
+            OrgFrom::Path,
         ),
-        Route::new(Method::GET, "/v1/oauth/callback", 2),
+        Route::browser(Method::GET, "/v1/oauth/callback", 2),
     ];
 
     #[test]
     fn captures_and_refuses() {
-        let (op, params) = find(ROUTES, &Method::POST, "/v1/organizations/org-1/things/").unwrap();
-        assert_eq!(op, 1);
+        let (route, params) =
+            find(ROUTES, &Method::POST, "/v1/organizations/org-1/things/").unwrap();
+        assert_eq!(route.op, 1);
         assert_eq!(params["organization_id"], "org-1");
         assert!(matches!(
             find(ROUTES, &Method::POST, "/v1/oauth/callback"),

@@ -3,12 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use super::{Connection, ConnectionStatus, new_connection_id};
+use super::{
+    Connection, ConnectionStatus, TokenOwner, TokenSettings, new_connection_id, write_tokens,
+};
 use crate::auth::Caller;
-use crate::crypto::{random_bytes, sha256_hex};
+use crate::crypto::random_bytes;
 use crate::provider::TokenSet;
 use crate::secret::Sensitive;
-use crate::vault::names;
 use crate::{App, Error, Result};
 
 /// authentik's identifier column is 255 characters.
@@ -49,8 +50,14 @@ pub async fn import(app: &App, caller: &Caller, req: Import) -> Result<Connectio
         status: ConnectionStatus::Active,
         secret_id: None,
         identifier: Some(req.identifier),
+        version: 0,
         scopes: vec![],
         token_expires_at: req.expires,
+        // Untemplated entries resolve without inputs; a templated one has no host to keep.
+        endpoints: provider
+            .resolve_endpoints(&BTreeMap::new(), &app.config)
+            .ok(),
+        token_settings: Some(TokenSettings::of(provider)),
         numeric_id: Some(new_numeric_id()?),
         created_at: now,
         updated_at: now,
@@ -65,25 +72,23 @@ pub async fn import(app: &App, caller: &Caller, req: Import) -> Result<Connectio
             provider: provider.slug.clone(),
             metadata: BTreeMap::new(),
         };
-        let document = Sensitive::new(serde_json::to_string(&tokens).map_err(Error::internal)?);
-        let name = names::connection(
+        let owner = TokenOwner {
+            organization_id: &connection.organization_id,
+            workspace_id: None,
+            provider: &provider.slug,
+            connection_id: &connection.id,
+        };
+        let secret_id = write_tokens(
+            app.vault.as_ref(),
             &app.config.secret_prefix,
-            &connection.organization_id,
-            &connection.id,
-        );
-        let tags = [
-            ("organization", connection.organization_id.as_str()),
-            ("workspace", "-"),
-            ("provider", provider.slug.as_str()),
-        ];
-        let request_token = sha256_hex(&format!("import:{}", connection.id));
-        connection.secret_id = Some(
-            app.vault
-                .put_secret(&name, &document, &tags, &request_token)
-                .await?,
-        );
+            owner,
+            &tokens,
+            &format!("import:{}", connection.id),
+        )
+        .await?;
+        connection.secret_id = Some(secret_id);
     }
-    app.connections.put_connection(&connection).await?;
+    app.connections.create_connection(&connection).await?;
     tracing::info!(provider = %connection.provider, connection_id = %connection.id, "connection imported");
     Ok(connection)
 }

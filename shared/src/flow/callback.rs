@@ -4,12 +4,12 @@ use serde_json::Value;
 use url::Url;
 
 use super::{Claim, Flow, FlowKind, FlowStatus, StateToken, binding_cookie_name, is_handle};
-use crate::connection::ConnectionStatus;
+use crate::connection::{
+    Change, ConnectionStatus, TokenOwner, TokenSettings, Transition, write_tokens,
+};
 use crate::crypto::{random_token, sha256_hex};
 use crate::provider::{Provider, TokenSet};
 use crate::redirect::RedirectUrl;
-use crate::secret::Sensitive;
-use crate::vault::names;
 use crate::{App, Error, Result};
 
 /// Finishes the browser's round trip: consumes the flow once, checks binding and issuer, redeems
@@ -81,10 +81,7 @@ pub(crate) async fn finish(
     let provider = app.catalog.resolve(&flow.provider)?;
     match redeem(app, flow, provider, query).await {
         Ok(tokens) => {
-            let secret_id = store(app, flow, &tokens).await?;
-            app.flows
-                .finish_flow(&flow.key, FlowStatus::Completed)
-                .await?;
+            let secret_id = store(app, flow, provider, &tokens).await?;
             Ok(Ending::Stored { secret_id, tokens })
         }
         Err(refusal) => {
@@ -176,45 +173,48 @@ async fn redeem(
     Ok(tokens)
 }
 
-/// Writes the tokens and the authorized connection; returns the secret's id.
-async fn store(app: &App, flow: &Flow, tokens: &TokenSet) -> Result<String> {
-    let name = names::connection(
+/// Writes the tokens, then authorizes the connection and completes the flow in one write;
+/// returns the secret's id.
+async fn store(app: &App, flow: &Flow, provider: &Provider, tokens: &TokenSet) -> Result<String> {
+    let owner = TokenOwner {
+        organization_id: &flow.organization_id,
+        workspace_id: flow.workspace_id.as_deref(),
+        provider: &flow.provider,
+        connection_id: &flow.connection_id,
+    };
+    // Derived from the flow: a retried write of the same tokens is one version, not two.
+    let secret_id = write_tokens(
+        app.vault.as_ref(),
         &app.config.secret_prefix,
+        owner,
+        tokens,
+        &format!("vault:{}", flow.key),
+    )
+    .await?;
+    let mut authorized = Transition::new(
         &flow.organization_id,
         &flow.connection_id,
+        &[ConnectionStatus::Pending],
+        ConnectionStatus::Authorized,
+        app.clock.now(),
     );
-    let document = Sensitive::new(serde_json::to_string(tokens).map_err(Error::internal)?);
-    let workspace = flow.workspace_id.as_deref().unwrap_or("-");
-    let tags = [
-        ("organization", flow.organization_id.as_str()),
-        ("workspace", workspace),
-        ("provider", flow.provider.as_str()),
-    ];
-    // Derived from the flow: a retried write of the same tokens is one version, not two.
-    let request_token = sha256_hex(&format!("vault:{}", flow.key));
-    let secret_id = app
-        .vault
-        .put_secret(&name, &document, &tags, &request_token)
+    authorized.change = Change {
+        secret_id: Some(secret_id.clone()),
+        token_expires_at: tokens.expires_at,
+        scopes: tokens.scope.as_ref().map(|scope| {
+            scope
+                .split([' ', ','])
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        }),
+        endpoints: Some(flow.endpoints.clone()),
+        token_settings: Some(TokenSettings::of(provider)),
+    };
+    app.flows
+        .finish_flow(&flow.key, FlowStatus::Completed, &authorized)
         .await?;
-
-    let mut connection = app
-        .connections
-        .get_connection(&flow.organization_id, &flow.connection_id)
-        .await?
-        .ok_or_else(|| Error::internal("flow without its connection"))?;
-    connection.status = ConnectionStatus::Authorized;
-    connection.secret_id = Some(secret_id.clone());
-    connection.token_expires_at = tokens.expires_at;
-    if let Some(scope) = &tokens.scope {
-        connection.scopes = scope
-            .split([' ', ','])
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect();
-    }
-    connection.updated_at = app.clock.now();
-    app.connections.put_connection(&connection).await?;
-    tracing::info!(provider = %flow.provider, connection_id = %connection.id, "connection authorized");
+    tracing::info!(provider = %flow.provider, connection_id = %flow.connection_id, "connection authorized");
     Ok(secret_id)
 }
 
@@ -265,17 +265,16 @@ async fn references(
 }
 
 async fn fail(app: &App, flow: &Flow) -> Result<()> {
-    app.flows.finish_flow(&flow.key, FlowStatus::Failed).await?;
-    if let Some(mut c) = app
-        .connections
-        .get_connection(&flow.organization_id, &flow.connection_id)
-        .await?
-    {
-        c.status = ConnectionStatus::Failed;
-        c.updated_at = app.clock.now();
-        app.connections.put_connection(&c).await?;
-    }
-    Ok(())
+    let failed = Transition::new(
+        &flow.organization_id,
+        &flow.connection_id,
+        &[ConnectionStatus::Pending],
+        ConnectionStatus::Failed,
+        app.clock.now(),
+    );
+    app.flows
+        .finish_flow(&flow.key, FlowStatus::Failed, &failed)
+        .await
 }
 
 /// An RFC 6749 error code: a short token, or a generic one when the provider sent something else.

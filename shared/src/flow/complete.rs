@@ -3,7 +3,7 @@ use std::collections::HashMap;
 use super::Claim;
 use super::callback::{Ending, finish};
 use crate::auth::Caller;
-use crate::connection::{Connection, ConnectionStatus};
+use crate::connection::{Connection, ConnectionStatus, Transition};
 use crate::crypto::{random_token, sha256_hex};
 use crate::provider::TokenSet;
 use crate::{App, Error, Result};
@@ -16,15 +16,14 @@ fn invalid_state_token() -> Error {
     }
 }
 
-/// Redeems a personal flow's state token (once, within its lifetime, for its own organization)
-/// and activates the connection.
+/// Redeems a personal flow's state token (once, within its lifetime, for the caller's
+/// organization) and activates the connection.
 pub async fn complete_personal(
     app: &App,
     caller: &Caller,
-    organization_id: &str,
     state_token: &str,
 ) -> Result<Connection> {
-    caller.require_org(organization_id)?;
+    let organization_id = caller.organization_id.as_str();
     if !super::is_handle(state_token) {
         return Err(invalid_state_token());
     }
@@ -34,14 +33,21 @@ pub async fn complete_personal(
         .consume_state_token(&sha256_hex(state_token), organization_id, now)
         .await?
         .ok_or_else(invalid_state_token)?;
-    let mut connection = app
+    let activated = Transition::new(
+        organization_id,
+        &token.connection_id,
+        &[ConnectionStatus::Authorized],
+        ConnectionStatus::Active,
+        now,
+    );
+    let connection = app
         .connections
-        .get_connection(organization_id, &token.connection_id)
-        .await?
-        .ok_or_else(invalid_state_token)?;
-    connection.status = ConnectionStatus::Active;
-    connection.updated_at = now;
-    app.connections.put_connection(&connection).await?;
+        .transition(&activated)
+        .await
+        .map_err(|e| match e {
+            Error::Conflict(_) => invalid_state_token(),
+            other => other,
+        })?;
     tracing::info!(connection_id = %connection.id, "personal connection activated");
     Ok(connection)
 }
@@ -75,7 +81,6 @@ pub async fn complete_client_callback(
     caller: &Caller,
     req: ClientCompletion,
 ) -> Result<ClientOutcome> {
-    caller.require_org(&req.organization_id)?;
     caller.require_workspace(&req.workspace_id)?;
     let state = req.query.get("state").map(String::as_str).unwrap_or("");
     if !super::is_handle(state) {

@@ -13,11 +13,17 @@ use super::Provider;
 use crate::{Config, Error, Result};
 
 /// The concrete endpoints of one flow, resolved at initiate and recorded in the flow item: the code
-/// is only ever sent to the token endpoint recorded there (DESIGN §8.6).
+/// is only ever sent to the token endpoint recorded there (DESIGN §8.6). Copied onto the
+/// connection when it is authorized, so refresh and revocation never need the expired flow.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoints {
     pub authorization_url: String,
     pub token_url: String,
+    /// Items written before these fields existed read as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userinfo_url: Option<String>,
 }
 
 /// A region's endpoints (templates like the entry's own).
@@ -66,14 +72,29 @@ impl Provider {
             ));
         }
         // A region the entry does not list (e.g. `us`, the default) keeps the entry's own URLs.
-        let (authorization_url, token_url) =
+        let (authorization_url, token_url, revocation_url) =
             match inputs.get(REGION_INPUT).and_then(|r| self.regions.get(r)) {
-                Some(region) => (&region.authorization_url, &region.token_url),
-                None => (&self.authorization_url, &self.token_url),
+                Some(region) => (
+                    &region.authorization_url,
+                    &region.token_url,
+                    region.revocation_url.as_ref(),
+                ),
+                None => (
+                    &self.authorization_url,
+                    &self.token_url,
+                    self.revocation_url.as_ref(),
+                ),
             };
+        let optional = |template: Option<&String>| {
+            template
+                .map(|t| fill(t, inputs, config).map(String::from))
+                .transpose()
+        };
         Ok(Endpoints {
             authorization_url: fill(authorization_url, inputs, config)?.into(),
             token_url: fill(token_url, inputs, config)?.into(),
+            revocation_url: optional(revocation_url)?,
+            userinfo_url: optional(self.userinfo_url.as_ref())?,
         })
     }
 }

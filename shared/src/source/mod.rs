@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Caller;
-use crate::connection::ConnectionStatus;
+use crate::connection::{Connection, ConnectionStatus, Transition};
 use crate::crypto::sha256_hex;
 use crate::{App, Error, Result};
 
@@ -44,10 +44,9 @@ fn source_id(organization_id: &str, connection_id: &str) -> String {
     format!("src_{}", &digest[..32])
 }
 
-/// Creates the source of an authorized connection of the caller's organization and activates the
-/// connection. Another organization's (or workspace's) connection is reported as missing.
+/// Creates the source of an authorized connection of the caller's organization (the request path
+/// checked that `req` names it) and activates the connection. Another organization's (or workspace's) connection is reported as missing.
 pub async fn create(app: &App, caller: &Caller, req: NewSource) -> Result<Source> {
-    caller.require_org(&req.organization_id)?;
     caller.require_workspace(&req.workspace_id)?;
     let name = req.name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME {
@@ -56,7 +55,7 @@ pub async fn create(app: &App, caller: &Caller, req: NewSource) -> Result<Source
             format!("must be 1 to {MAX_NAME} characters"),
         ));
     }
-    let mut connection = app
+    let connection = app
         .connections
         .get_connection(&req.organization_id, &req.connection_id)
         .await?
@@ -110,22 +109,41 @@ pub async fn create(app: &App, caller: &Caller, req: NewSource) -> Result<Source
             ));
         }
         // A retry of the same request: finish what it started and answer the same source.
-        return activate(app, &mut connection, now).await.map(|()| existing);
+        return activate(app, &connection, now).await.map(|()| existing);
     }
-    activate(app, &mut connection, now).await?;
+    activate(app, &connection, now).await?;
     tracing::info!(source_id = %source.id, connection_id = %source.connection_id, "source created");
     Ok(source)
 }
 
-async fn activate(
-    app: &App,
-    connection: &mut crate::connection::Connection,
-    now: i64,
-) -> Result<()> {
-    if connection.status != ConnectionStatus::Active {
-        connection.status = ConnectionStatus::Active;
-        connection.updated_at = now;
-        app.connections.put_connection(connection).await?;
+/// Moves the connection the source was created on to `active`, unless a concurrent retry of the
+/// same request already has.
+async fn activate(app: &App, connection: &Connection, now: i64) -> Result<()> {
+    if connection.status == ConnectionStatus::Active {
+        return Ok(());
     }
-    Ok(())
+    let mut activated = Transition::new(
+        &connection.organization_id,
+        &connection.id,
+        &[ConnectionStatus::Authorized],
+        ConnectionStatus::Active,
+        now,
+    );
+    activated.version = Some(connection.version);
+    match app.connections.transition(&activated).await {
+        Ok(_) => Ok(()),
+        Err(Error::Conflict(_)) => {
+            let now_active = app
+                .connections
+                .get_connection(&connection.organization_id, &connection.id)
+                .await?
+                .is_some_and(|c| c.status == ConnectionStatus::Active);
+            if now_active {
+                Ok(())
+            } else {
+                Err(Error::field("connection_id", "is not authorized"))
+            }
+        }
+        Err(e) => Err(e),
+    }
 }

@@ -6,17 +6,18 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
     KeyType, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType,
-    TimeToLiveSpecification, TransactWriteItem,
+    TimeToLiveSpecification, TransactWriteItem, Update,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{ConnectionStore, FlowStore, KeyStore, OrgStore, SourceStore, StateTokenStore, keys};
 use crate::auth::ApiKeyRecord;
-use crate::connection::Connection;
+use crate::connection::{Connection, Transition};
 use crate::flow::{Claim, Flow, FlowStatus, StateToken};
 use crate::org::Org;
 use crate::source::Source;
@@ -81,6 +82,100 @@ where
     e.as_service_error()
         .and_then(|se| se.code())
         .is_some_and(|c| c == "ConditionalCheckFailedException")
+}
+
+/// A status as its item attribute.
+fn status_value<T: Serialize>(status: T) -> Result<AttributeValue> {
+    match serde_json::to_value(status).map_err(Error::internal)? {
+        serde_json::Value::String(v) => Ok(s(v)),
+        other => Err(Error::internal(format!("status serialized as {other}"))),
+    }
+}
+
+/// A [`Transition`] as one conditional update of the connection's item.
+struct TransitionExpr {
+    update: String,
+    condition: String,
+    names: HashMap<String, String>,
+    values: Item,
+}
+
+impl TransitionExpr {
+    fn of(t: &Transition) -> Result<Self> {
+        let mut names = HashMap::from([
+            ("#status".to_string(), "status".to_string()),
+            ("#version".to_string(), "version".to_string()),
+            ("#updated".to_string(), "updated_at".to_string()),
+        ]);
+        let mut values: Item = HashMap::from([
+            (":to".to_string(), status_value(t.to)?),
+            (":one".to_string(), n(1)),
+            (":zero".to_string(), n(0)),
+            (":at".to_string(), n(t.at)),
+        ]);
+        let mut sets = vec![
+            "#status = :to".to_string(),
+            "#version = if_not_exists(#version, :zero) + :one".to_string(),
+            "#updated = :at".to_string(),
+        ];
+        let change: Item = serde_dynamo::to_item(&t.change).map_err(Error::internal)?;
+        for (i, (attr, value)) in change.into_iter().enumerate() {
+            names.insert(format!("#f{i}"), attr);
+            values.insert(format!(":f{i}"), value);
+            sets.push(format!("#f{i} = :f{i}"));
+        }
+        let mut from = Vec::with_capacity(t.from.len());
+        for (i, status) in t.from.iter().enumerate() {
+            values.insert(format!(":from{i}"), status_value(*status)?);
+            from.push(format!(":from{i}"));
+        }
+        let mut condition = format!("attribute_exists(pk) AND #status IN ({})", from.join(", "));
+        if let Some(version) = t.version {
+            values.insert(":v".to_string(), AttributeValue::N(version.to_string()));
+            condition.push_str(if version == 0 {
+                // Items written before versions existed have none: they read as 0.
+                " AND (attribute_not_exists(#version) OR #version = :v)"
+            } else {
+                " AND #version = :v"
+            });
+        }
+        Ok(TransitionExpr {
+            update: format!("SET {}", sets.join(", ")),
+            condition,
+            names,
+            values,
+        })
+    }
+}
+
+/// A cancelled transaction: a failed condition is `on_condition`; throttling and conflicts with
+/// other transactions are temporary (503); anything else goes the usual way.
+fn transaction_error<R: std::fmt::Debug>(
+    e: SdkError<TransactWriteItemsError, R>,
+    on_condition: Error,
+) -> Error {
+    if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+        e.as_service_error()
+    {
+        let codes: Vec<&str> = cancelled
+            .cancellation_reasons()
+            .iter()
+            .filter_map(|r| r.code())
+            .collect();
+        if codes.contains(&"ConditionalCheckFailed") {
+            return on_condition;
+        }
+        let temporary = [
+            "ThrottlingError",
+            "TransactionConflict",
+            "ProvisionedThroughputExceeded",
+            "RequestLimitExceeded",
+        ];
+        if codes.iter().any(|c| temporary.contains(c)) {
+            return Error::Unavailable(format!("TransactWriteItems cancelled: {codes:?}"));
+        }
+    }
+    sdk_error("TransactWriteItems", e)
 }
 
 impl DynamoStore {
@@ -218,7 +313,7 @@ impl FlowStore for DynamoStore {
             .transact_items(put(connection_item(connection)?, None)?)
             .send()
             .await
-            .map_err(|e| sdk_error("TransactWriteItems", e))?;
+            .map_err(|e| transaction_error(e, Error::internal("flow key collision")))?;
         Ok(())
     }
 
@@ -296,32 +391,83 @@ impl FlowStore for DynamoStore {
         }
     }
 
-    async fn finish_flow(&self, flow_key: &str, status: FlowStatus) -> Result<()> {
-        let status = serde_json::to_value(status).map_err(Error::internal)?;
-        self.client
-            .update_item()
+    async fn finish_flow(
+        &self,
+        flow_key: &str,
+        status: FlowStatus,
+        connection: &Transition,
+    ) -> Result<()> {
+        let flow = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(keys::flow(flow_key))))
             .update_expression("SET #status = :s")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":s", s(status.as_str().unwrap_or_default()))
+            .expression_attribute_values(":s", status_value(status)?)
+            .build()
+            .map_err(Error::internal)?;
+        let expr = TransitionExpr::of(connection)?;
+        let connection = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::connection(
+                &connection.organization_id,
+                &connection.connection_id,
+            ))))
+            .update_expression(expr.update)
+            .condition_expression(expr.condition)
+            .set_expression_attribute_names(Some(expr.names))
+            .set_expression_attribute_values(Some(expr.values))
+            .build()
+            .map_err(Error::internal)?;
+        self.client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(flow).build())
+            .transact_items(TransactWriteItem::builder().update(connection).build())
             .send()
             .await
-            .map_err(|e| sdk_error("UpdateItem", e))?;
+            .map_err(|e| {
+                transaction_error(e, Error::Conflict("the flow or its connection changed"))
+            })?;
         Ok(())
     }
 }
 
 #[async_trait]
 impl ConnectionStore for DynamoStore {
-    async fn put_connection(&self, c: &Connection) -> Result<()> {
-        self.put(connection_item(c)?, false).await?;
-        Ok(())
+    async fn create_connection(&self, c: &Connection) -> Result<()> {
+        if self.put(connection_item(c)?, true).await? {
+            Ok(())
+        } else {
+            Err(Error::internal("connection id collision"))
+        }
     }
 
     async fn get_connection(&self, organization_id: &str, id: &str) -> Result<Option<Connection>> {
         self.get(keys::connection(organization_id, id)).await
+    }
+
+    async fn transition(&self, t: &Transition) -> Result<Connection> {
+        let expr = TransitionExpr::of(t)?;
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::connection(
+                &t.organization_id,
+                &t.connection_id,
+            ))))
+            .update_expression(expr.update)
+            .condition_expression(expr.condition)
+            .set_expression_attribute_names(Some(expr.names))
+            .set_expression_attribute_values(Some(expr.values))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match out {
+            Ok(out) => from_item(out.attributes.unwrap_or_default()),
+            Err(e) if is_condition_failure(&e) => Err(Error::Conflict("the connection changed")),
+            Err(e) => Err(sdk_error("UpdateItem", e)),
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 
 use super::{ConnectionStore, FlowStore, KeyStore, OrgStore, SourceStore, StateTokenStore, keys};
 use crate::auth::ApiKeyRecord;
-use crate::connection::Connection;
+use crate::connection::{Connection, Transition};
 use crate::flow::{Claim, Flow, FlowStatus, StateToken};
 use crate::org::Org;
 use crate::source::Source;
@@ -116,30 +116,61 @@ impl Db {
         delete: bool,
         apply: impl FnOnce(&mut T) -> bool,
     ) -> Result<Outcome<T>> {
+        self.transaction(|tx| {
+            let outcome = modify_in(tx, pk, delete, apply)?;
+            let applied = matches!(outcome, Outcome::Applied(_));
+            Ok((outcome, applied))
+        })
+    }
+
+    /// Runs `f` in one immediate transaction, committed when `f` says so (its second value).
+    fn transaction<R>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(R, bool)>,
+    ) -> Result<R> {
         let mut conn = self.conn.lock().map_err(|_| db_err("lock poisoned"))?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_err)?;
-        let data = read_item(&tx, pk).map_err(db_err)?;
-        let Some(data) = data else {
-            return Ok(Outcome::Missing);
-        };
-        let mut value: T = serde_json::from_str(&data).map_err(db_err)?;
-        if !apply(&mut value) {
-            return Ok(Outcome::Refused(value));
+        let (result, commit) = f(&tx)?;
+        if commit {
+            tx.commit().map_err(db_err)?;
         }
-        if delete {
-            tx.prepare_cached("DELETE FROM items WHERE pk = ?1")
-                .and_then(|mut s| s.execute([pk]))
-                .map_err(db_err)?;
-        } else {
-            let data = to_json(&value)?;
-            tx.prepare_cached("UPDATE items SET data = ?2 WHERE pk = ?1")
-                .and_then(|mut s| s.execute(params![pk, data]))
-                .map_err(db_err)?;
-        }
-        tx.commit().map_err(db_err)?;
-        Ok(Outcome::Applied(value))
+        Ok(result)
+    }
+}
+
+/// [`Db::modify`]'s step inside a transaction the caller holds.
+fn modify_in<T: Serialize + DeserializeOwned>(
+    tx: &rusqlite::Connection,
+    pk: &str,
+    delete: bool,
+    apply: impl FnOnce(&mut T) -> bool,
+) -> Result<Outcome<T>> {
+    let Some(data) = read_item(tx, pk).map_err(db_err)? else {
+        return Ok(Outcome::Missing);
+    };
+    let mut value: T = serde_json::from_str(&data).map_err(db_err)?;
+    if !apply(&mut value) {
+        return Ok(Outcome::Refused(value));
+    }
+    if delete {
+        tx.prepare_cached("DELETE FROM items WHERE pk = ?1")
+            .and_then(|mut s| s.execute([pk]))
+            .map_err(db_err)?;
+    } else {
+        let data = to_json(&value)?;
+        tx.prepare_cached("UPDATE items SET data = ?2 WHERE pk = ?1")
+            .and_then(|mut s| s.execute(params![pk, data]))
+            .map_err(db_err)?;
+    }
+    Ok(Outcome::Applied(value))
+}
+
+fn lost_race<T>(outcome: Outcome<T>) -> Result<T> {
+    match outcome {
+        Outcome::Applied(value) => Ok(value),
+        _ => Err(Error::Conflict("the connection changed")),
     }
 }
 
@@ -257,21 +288,49 @@ impl FlowStore for EmbeddedStore {
         }
     }
 
-    async fn finish_flow(&self, key: &str, status: FlowStatus) -> Result<()> {
-        self.db.modify(&keys::flow(key), false, |f: &mut Flow| {
-            f.status = status;
-            true
-        })?;
-        Ok(())
+    async fn finish_flow(
+        &self,
+        key: &str,
+        status: FlowStatus,
+        connection: &Transition,
+    ) -> Result<()> {
+        let connection_key =
+            keys::connection(&connection.organization_id, &connection.connection_id);
+        self.db.transaction(|tx| {
+            let flow = modify_in(tx, &keys::flow(key), false, |f: &mut Flow| {
+                f.status = status;
+                true
+            })?;
+            let changed = modify_in(tx, &connection_key, false, |c| connection.apply(c))?;
+            let done = matches!(flow, Outcome::Applied(_)) && lost_race(changed).is_ok();
+            if done {
+                Ok((Ok(()), true))
+            } else {
+                Ok((
+                    Err(Error::Conflict("the flow or its connection changed")),
+                    false,
+                ))
+            }
+        })?
     }
 }
 
 #[async_trait]
 impl ConnectionStore for EmbeddedStore {
-    async fn put_connection(&self, c: &Connection) -> Result<()> {
-        self.db
-            .put(&keys::connection(&c.organization_id, &c.id), c, false)?;
-        Ok(())
+    async fn create_connection(&self, c: &Connection) -> Result<()> {
+        let created = self
+            .db
+            .put(&keys::connection(&c.organization_id, &c.id), c, true)?;
+        if created {
+            Ok(())
+        } else {
+            Err(Error::internal("connection id collision"))
+        }
+    }
+
+    async fn transition(&self, t: &Transition) -> Result<Connection> {
+        let key = keys::connection(&t.organization_id, &t.connection_id);
+        lost_race(self.db.modify(&key, false, |c| t.apply(c))?)
     }
 
     async fn get_connection(&self, organization_id: &str, id: &str) -> Result<Option<Connection>> {

@@ -12,7 +12,8 @@ use async_trait::async_trait;
 
 use crate::Result;
 use crate::auth::ApiKeyRecord;
-use crate::connection::Connection;
+pub use crate::connection::ConnectionStore;
+use crate::connection::{Connection, Transition};
 use crate::flow::{Claim, Flow, FlowStatus, StateToken};
 use crate::org::Org;
 use crate::source::Source;
@@ -38,15 +39,15 @@ pub trait FlowStore: Send + Sync {
         now: i64,
     ) -> Result<Flow>;
 
-    /// Records how a consumed flow ended.
-    async fn finish_flow(&self, key: &str, status: FlowStatus) -> Result<()>;
-}
-
-#[async_trait]
-pub trait ConnectionStore: Send + Sync {
-    async fn put_connection(&self, connection: &Connection) -> Result<()>;
-    /// Scoped by organization: another organization's connection is simply not found.
-    async fn get_connection(&self, organization_id: &str, id: &str) -> Result<Option<Connection>>;
+    /// Records how a consumed flow ended together with its connection's transition, in one
+    /// atomic write: either both happen or neither ([`crate::Error::Conflict`] when the connection
+    /// does not admit the transition).
+    async fn finish_flow(
+        &self,
+        key: &str,
+        status: FlowStatus,
+        connection: &Transition,
+    ) -> Result<()>;
 }
 
 #[async_trait]

@@ -1,0 +1,191 @@
+use serde::Serialize;
+
+use super::{Connection, ConnectionStatus, TokenSettings};
+use crate::provider::Endpoints;
+
+/// One status change of one connection, and the only way a status changes: conditional on the
+/// statuses it may start from (and, when the caller read the connection first, on its version),
+/// incrementing the version. Both backends apply it atomically; events start here (DESIGN §9.6).
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub organization_id: String,
+    pub connection_id: String,
+    pub from: &'static [ConnectionStatus],
+    pub to: ConnectionStatus,
+    /// The version the caller read, when its decision depended on that read.
+    pub version: Option<u64>,
+    pub change: Change,
+    /// Epoch seconds, the new `updated_at`.
+    pub at: i64,
+}
+
+/// Fields set together with the status; `None` leaves a field as it is. Serialized, it is the list
+/// of attributes DynamoDB's update sets, so the two backends cannot disagree on what changes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Change {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_expires_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Endpoints>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_settings: Option<TokenSettings>,
+}
+
+impl Transition {
+    /// A transition of `connection_id` in `organization_id`, with no other field changed.
+    pub fn new(
+        organization_id: &str,
+        connection_id: &str,
+        from: &'static [ConnectionStatus],
+        to: ConnectionStatus,
+        at: i64,
+    ) -> Self {
+        Transition {
+            organization_id: organization_id.to_string(),
+            connection_id: connection_id.to_string(),
+            from,
+            to,
+            version: None,
+            change: Change::default(),
+            at,
+        }
+    }
+
+    /// Whether `connection`, as stored, may take this transition.
+    pub fn admits(&self, connection: &Connection) -> bool {
+        connection.organization_id == self.organization_id
+            && connection.id == self.connection_id
+            && self.from.contains(&connection.status)
+            && self.version.is_none_or(|v| v == connection.version)
+    }
+
+    /// Applies the transition to a connection read inside a transaction (the embedded backend);
+    /// `false`, and nothing changed, when it is not admitted.
+    pub fn apply(&self, connection: &mut Connection) -> bool {
+        if !self.admits(connection) {
+            return false;
+        }
+        let Change {
+            secret_id,
+            token_expires_at,
+            scopes,
+            endpoints,
+            token_settings,
+        } = self.change.clone();
+        connection.status = self.to;
+        connection.version += 1;
+        connection.updated_at = self.at;
+        if secret_id.is_some() {
+            connection.secret_id = secret_id;
+        }
+        if token_expires_at.is_some() {
+            connection.token_expires_at = token_expires_at;
+        }
+        if let Some(scopes) = scopes {
+            connection.scopes = scopes;
+        }
+        if endpoints.is_some() {
+            connection.endpoints = endpoints;
+        }
+        if token_settings.is_some() {
+            connection.token_settings = token_settings;
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::{ClientAuth, TokenBody};
+
+    fn pending() -> Connection {
+        Connection {
+            id: "conn_1".into(),
+            organization_id: "org".into(),
+            workspace_id: None,
+            user_id: 0,
+            provider: "fake".into(),
+            status: ConnectionStatus::Pending,
+            version: 0,
+            secret_id: None,
+            identifier: None,
+            scopes: vec![],
+            token_expires_at: None,
+            endpoints: None,
+            token_settings: None,
+            numeric_id: None,
+            created_at: 1,
+            updated_at: 1,
+        }
+    }
+
+    fn full_change() -> Change {
+        Change {
+            secret_id: Some("s".into()),
+            token_expires_at: Some(9),
+            scopes: Some(vec!["a".into()]),
+            endpoints: Some(Endpoints {
+                authorization_url: "https://a.example/auth".into(),
+                token_url: "https://a.example/token".into(),
+                revocation_url: Some("https://a.example/revoke".into()),
+                userinfo_url: None,
+            }),
+            token_settings: Some(TokenSettings {
+                client_auth: ClientAuth::Post,
+                token_body: TokenBody::Json,
+            }),
+        }
+    }
+
+    #[test]
+    fn apply_sets_exactly_the_fields_the_change_serializes() {
+        let mut t = Transition::new(
+            "org",
+            "conn_1",
+            &[ConnectionStatus::Pending],
+            ConnectionStatus::Authorized,
+            5,
+        );
+        t.change = full_change();
+        let mut c = pending();
+        assert!(t.apply(&mut c));
+        let stored = serde_json::to_value(&c).unwrap();
+        let changed = serde_json::to_value(&t.change).unwrap();
+        for (field, value) in changed.as_object().unwrap() {
+            assert_eq!(&stored[field], value, "{field}");
+        }
+        assert_eq!(
+            (c.status, c.version, c.updated_at),
+            (ConnectionStatus::Authorized, 1, 5)
+        );
+    }
+
+    #[test]
+    fn a_stale_version_or_another_status_is_refused_and_changes_nothing() {
+        let mut t = Transition::new(
+            "org",
+            "conn_1",
+            &[ConnectionStatus::Authorized],
+            ConnectionStatus::Active,
+            5,
+        );
+        let mut c = pending();
+        assert!(
+            !t.apply(&mut c),
+            "pending is not a start of this transition"
+        );
+        c.status = ConnectionStatus::Authorized;
+        c.version = 3;
+        t.version = Some(2);
+        assert!(!t.apply(&mut c), "stale version");
+        assert_eq!((c.version, c.status), (3, ConnectionStatus::Authorized));
+        t.version = Some(3);
+        assert!(t.apply(&mut c));
+        assert_eq!(c.version, 4);
+    }
+}

@@ -1,0 +1,21 @@
+use async_trait::async_trait;
+
+use super::{Connection, Transition};
+use crate::Result;
+
+/// The connection port. A pending connection is written with its flow
+/// ([`crate::store::FlowStore::create_flow`]); a flow's outcome and its connection's transition are
+/// written together by [`crate::store::FlowStore::finish_flow`].
+#[async_trait]
+pub trait ConnectionStore: Send + Sync {
+    /// Writes a connection whose id is new (an import); an existing one is an internal error.
+    async fn create_connection(&self, connection: &Connection) -> Result<()>;
+
+    /// Scoped by organization: another organization's connection is simply not found.
+    async fn get_connection(&self, organization_id: &str, id: &str) -> Result<Option<Connection>>;
+
+    /// Applies `transition` atomically and returns the connection as it now is. A connection that
+    /// does not admit it (missing, another status, another version) is [`crate::Error::Conflict`]:
+    /// a lost race is seen by the caller, never overwritten.
+    async fn transition(&self, transition: &Transition) -> Result<Connection>;
+}

@@ -1,0 +1,36 @@
+use crate::crypto::sha256_hex;
+use crate::provider::TokenSet;
+use crate::secret::Sensitive;
+use crate::vault::{Vault, names};
+use crate::{Error, Result};
+
+/// Whose tokens a document holds: the secret's name and tags come from it.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenOwner<'a> {
+    pub organization_id: &'a str,
+    pub workspace_id: Option<&'a str>,
+    pub provider: &'a str,
+    pub connection_id: &'a str,
+}
+
+/// Writes a connection's token document to the vault and returns the secret's id. `idempotency`
+/// names the event that produced the tokens (a flow, an import): a retried write of the same
+/// tokens is then one version, not two.
+pub async fn write_tokens(
+    vault: &dyn Vault,
+    secret_prefix: &str,
+    owner: TokenOwner<'_>,
+    tokens: &TokenSet,
+    idempotency: &str,
+) -> Result<String> {
+    let name = names::connection(secret_prefix, owner.organization_id, owner.connection_id);
+    let document = Sensitive::new(serde_json::to_string(tokens).map_err(Error::internal)?);
+    let tags = [
+        ("organization", owner.organization_id),
+        ("workspace", owner.workspace_id.unwrap_or("-")),
+        ("provider", owner.provider),
+    ];
+    vault
+        .put_secret(&name, &document, &tags, &sha256_hex(idempotency))
+        .await
+}
