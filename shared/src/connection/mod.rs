@@ -86,3 +86,19 @@ pub struct Connection {
 pub fn new_connection_id() -> String {
     format!("conn_{}", uuid::Uuid::new_v4().simple())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_written_before_versions_and_endpoints_still_read() {
+        let old = serde_json::json!({
+            "id": "conn_1", "organization_id": "org", "user_id": 0, "provider": "fake",
+            "status": "authorized", "secret_id": "s", "scopes": [],
+            "created_at": 1, "updated_at": 1,
+        });
+        let c: Connection = serde_json::from_value(old).unwrap();
+        assert_eq!((c.version, c.endpoints, c.token_settings), (0, None, None));
+    }
+}

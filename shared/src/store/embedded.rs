@@ -23,6 +23,10 @@ pub const DB_FILE: &str = "broker.sqlite3";
 
 /// How often the write-ahead log is copied into the database file, off the request path.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// Expired items are deleted every this many checkpoints (about once a second), at most
+/// [`SWEEP_BATCH`] per transaction so a backlog never holds the store's lock for long.
+const SWEEP_EVERY: u32 = 10;
+const SWEEP_BATCH: usize = 256;
 
 /// The SQLite file, shared by [`EmbeddedStore`] and [`crate::vault::embedded::EmbeddedVault`].
 #[derive(Debug)]
@@ -83,6 +87,7 @@ impl Db {
                  tags TEXT NOT NULL, request_token TEXT NOT NULL) WITHOUT ROWID;",
         )
         .map_err(db_err)?;
+        add_expiry_index(&conn).map_err(db_err)?;
         let db = Arc::new(Db {
             conn: Mutex::new(conn),
         });
@@ -96,6 +101,25 @@ impl Db {
     ) -> Result<R> {
         let mut conn = self.conn.lock().map_err(|_| db_err("lock poisoned"))?;
         f(&mut conn).map_err(db_err)
+    }
+
+    /// Deletes items whose `expires_at` has passed, as DynamoDB's TTL does on AWS, in batches;
+    /// returns how many went. Reads check expiry themselves, so this only keeps the file small.
+    pub fn sweep_expired(&self, now: i64) -> Result<usize> {
+        let mut total = 0;
+        loop {
+            let deleted = self.with(|c| {
+                c.prepare_cached(
+                    "DELETE FROM items WHERE rowid IN \
+                     (SELECT rowid FROM items WHERE expires_at <= ?1 LIMIT ?2)",
+                )?
+                .execute(params![now, SWEEP_BATCH as i64])
+            })?;
+            total += deleted;
+            if deleted < SWEEP_BATCH {
+                return Ok(total);
+            }
+        }
     }
 
     fn get<T: DeserializeOwned>(&self, pk: &str) -> Result<Option<T>> {
@@ -174,6 +198,23 @@ fn lost_race<T>(outcome: Outcome<T>) -> Result<T> {
     }
 }
 
+/// An indexed `expires_at` column computed from each item's JSON (files made before it existed
+/// gain it here), so the sweep finds expired items without reading every row.
+fn add_expiry_index(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let has_column = conn
+        .prepare("SELECT 1 FROM pragma_table_xinfo('items') WHERE name = 'expires_at'")?
+        .exists([])?;
+    if !has_column {
+        conn.execute_batch(
+            "ALTER TABLE items ADD COLUMN expires_at INTEGER \
+             GENERATED ALWAYS AS (json_extract(data, '$.expires_at')) VIRTUAL",
+        )?;
+    }
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS items_expiry ON items (expires_at) WHERE expires_at IS NOT NULL",
+    )
+}
+
 /// Checkpoints from a thread of its own while the [`Db`] lives. SQLite's automatic checkpoint
 /// runs inside whichever commit crosses its threshold, copying pages and syncing the file there:
 /// a fifth of the writes' CPU (BENCHMARKS.md).
@@ -191,11 +232,16 @@ fn spawn_checkpointer(path: PathBuf, db: Weak<Db>) {
         let checkpoint = |c: &rusqlite::Connection| {
             c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
         };
-        loop {
+        for round in 1u32.. {
             std::thread::sleep(CHECKPOINT_EVERY);
             let Some(db) = db.upgrade() else {
                 return;
             };
+            if round % SWEEP_EVERY == 0
+                && let Err(e) = db.sweep_expired(chrono::Utc::now().timestamp())
+            {
+                tracing::warn!(error = %e, "embedded store sweep of expired items failed");
+            }
             let done = checkpoint(&conn)
                 .map_err(db_err)
                 .and_then(|()| db.with(|c| checkpoint(c)));
@@ -396,5 +442,45 @@ impl OrgStore for EmbeddedStore {
 
     async fn get_org(&self, id: &str) -> Result<Option<Org>> {
         self.db.get(&keys::org(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sweep_deletes_expired_items_only_in_batches() {
+        let dir = std::env::temp_dir().join(format!("broker-sweep-{}", uuid::Uuid::new_v4()));
+        let db = Db::open(&dir).unwrap();
+        let n = SWEEP_BATCH + 10;
+        for i in 0..n {
+            db.put(
+                &format!("FLOW#old{i}"),
+                &serde_json::json!({ "expires_at": 100 }),
+                false,
+            )
+            .unwrap();
+        }
+        db.put(
+            "FLOW#fresh",
+            &serde_json::json!({ "expires_at": 10_000 }),
+            false,
+        )
+        .unwrap();
+        db.put("ORG#kept", &serde_json::json!({ "id": "kept" }), false)
+            .unwrap();
+
+        assert_eq!(db.sweep_expired(1_000).unwrap(), n);
+
+        assert!(db.get::<serde_json::Value>("FLOW#old0").unwrap().is_none());
+        assert!(db.get::<serde_json::Value>("FLOW#fresh").unwrap().is_some());
+        assert!(
+            db.get::<serde_json::Value>("ORG#kept").unwrap().is_some(),
+            "no expiry, kept"
+        );
+        assert_eq!(db.sweep_expired(1_000).unwrap(), 0);
+        drop(db);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,0 +1,149 @@
+//! The connection's lifecycle on both backends: every status change is one conditional
+//! transition that increments the version, and the connection keeps what refresh and revocation
+//! will need once the flow item is gone.
+
+use broker::Error;
+use broker::connection::{ConnectionStatus, Transition};
+use broker_tests::harness::location;
+use broker_tests::{Backend, Broker, Browser, on_both_backends, query_of};
+use serde_json::json;
+
+on_both_backends!(
+    an_authorized_connection_keeps_its_endpoints_and_each_change_bumps_its_version,
+    a_transition_that_lost_its_race_is_a_conflict_and_changes_nothing,
+);
+
+/// A personal flow up to the callback: the connection's id and the state token.
+async fn authorized_personal_connection(broker: &Broker) -> (String, String) {
+    let path = format!(
+        "/v1/personal-connectors/authorize?organization_id={}",
+        broker.org
+    );
+    let (status, started) = broker
+        .post(
+            &path,
+            Some(&broker.key),
+            &json!({ "connector_type": "fake", "redirect_url": broker.redirect_url }),
+        )
+        .await;
+    assert_eq!(status, 200, "{started}");
+    let mut browser = Browser::default();
+    let callback = broker
+        .through_provider(&mut browser, started["authorization_url"].as_str().unwrap())
+        .await;
+    let resp = browser.get(&callback).await;
+    assert_eq!(resp.status().as_u16(), 303);
+    let params = query_of(&location(&resp));
+    (
+        params["connection_id"].clone(),
+        params["state_token"].clone(),
+    )
+}
+
+async fn an_authorized_connection_keeps_its_endpoints_and_each_change_bumps_its_version(
+    backend: Backend,
+) {
+    // Given a personal flow that went through the callback
+    let broker = Broker::start(backend).await;
+    let (connection_id, state_token) = authorized_personal_connection(&broker).await;
+
+    // Then the connection is authorized at version 1, with the flow's endpoints and the entry's
+    // token settings kept on it
+    let read = || async {
+        broker
+            .app
+            .connections
+            .get_connection(&broker.org, &connection_id)
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let authorized = read().await;
+    assert_eq!(authorized.status, ConnectionStatus::Authorized);
+    assert_eq!(authorized.version, 1, "pending (0) -> authorized (1)");
+    let endpoints = authorized.endpoints.expect("endpoints kept");
+    assert_eq!(
+        endpoints.token_url,
+        format!("{}/token", broker.provider.base_url)
+    );
+    assert!(authorized.token_settings.is_some());
+    assert!(authorized.secret_id.is_some());
+
+    // When the platform completes it
+    let complete = format!(
+        "/v1/personal-connectors/complete-oauth?organization_id={}",
+        broker.org
+    );
+    let (status, _) = broker
+        .post(
+            &complete,
+            Some(&broker.key),
+            &json!({ "state_token": state_token }),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // Then it is active at version 2, and nothing else changed
+    let active = read().await;
+    assert_eq!(active.status, ConnectionStatus::Active);
+    assert_eq!(active.version, 2);
+    assert_eq!(active.secret_id, authorized.secret_id);
+    assert_eq!(active.endpoints, Some(endpoints));
+}
+
+async fn a_transition_that_lost_its_race_is_a_conflict_and_changes_nothing(backend: Backend) {
+    // Given an authorized connection (version 1)
+    let broker = Broker::start(backend).await;
+    let (connection_id, _) = authorized_personal_connection(&broker).await;
+    let store = &broker.app.connections;
+    let now = broker.app.clock.now();
+    let activate = |version: Option<u64>, from: &'static [ConnectionStatus]| {
+        let mut t = Transition::new(
+            &broker.org,
+            &connection_id,
+            from,
+            ConnectionStatus::Active,
+            now,
+        );
+        t.version = version;
+        t
+    };
+
+    // When a change decided on a stale read (version 0) or from another status is applied
+    let stale = store
+        .transition(&activate(Some(0), &[ConnectionStatus::Authorized]))
+        .await;
+    let wrong_status = store
+        .transition(&activate(None, &[ConnectionStatus::Pending]))
+        .await;
+    let (other_org, _) = broker.other_org().await;
+    let mut foreign = activate(None, &[ConnectionStatus::Authorized]);
+    foreign.organization_id = other_org;
+    let foreign = store.transition(&foreign).await;
+
+    // Then each is a conflict, and the connection is as it was
+    for outcome in [stale, wrong_status, foreign] {
+        assert!(matches!(outcome, Err(Error::Conflict(_))), "{outcome:?}");
+    }
+    let unchanged = store
+        .get_connection(&broker.org, &connection_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (unchanged.status, unchanged.version),
+        (ConnectionStatus::Authorized, 1)
+    );
+
+    // And the change made on the current version goes through, once
+    let current = activate(Some(1), &[ConnectionStatus::Authorized]);
+    let active = store.transition(&current).await.unwrap();
+    assert_eq!(
+        (active.status, active.version),
+        (ConnectionStatus::Active, 2)
+    );
+    assert!(matches!(
+        store.transition(&current).await,
+        Err(Error::Conflict(_))
+    ));
+}
