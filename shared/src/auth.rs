@@ -1,12 +1,19 @@
 //! API keys: who is calling. A key belongs to one organization, may be limited to some workspaces,
 //! and carries a numeric user id (0 for service keys). Keys are stored as their SHA-256 only.
 
+use async_trait::async_trait;
 use lambda_http::Request;
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{random_token, sha256_hex};
-use crate::store::KeyStore;
 use crate::{Error, Result};
+
+/// The key port.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    async fn put_key(&self, key: &ApiKeyRecord) -> Result<()>;
+    async fn get_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>>;
+}
 
 /// The stored form of an API key.
 #[derive(Debug, Clone, Serialize, Deserialize)]

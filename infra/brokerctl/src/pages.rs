@@ -12,7 +12,7 @@ use broker::api::html;
 use broker::auth::Caller;
 use broker::flow::{self, FlowKind, StartRequest};
 
-use crate::server::{Local, to_axum};
+use crate::local::{Local, to_axum};
 
 pub const DEV_ORG: &str = "dev";
 pub const DEV_WORKSPACE: &str = "dev-workspace";

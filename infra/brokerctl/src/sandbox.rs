@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::json;
 use url::Url;
 
-use crate::server::{Local, to_axum};
+use crate::local::to_axum;
 
 pub const SLUG: &str = "sandbox";
 pub const AUTHORIZE_PATH: &str = "/sandbox/authorize";
@@ -69,10 +69,20 @@ struct Grant {
     issued: Instant,
 }
 
-/// Codes issued and not yet redeemed.
-#[derive(Default)]
+/// The sandbox provider's state: the broker it serves (for its app credentials) and the codes
+/// issued and not yet redeemed.
 pub struct Sandbox {
+    app: Arc<App>,
     grants: Mutex<HashMap<String, Grant>>,
+}
+
+impl Sandbox {
+    pub fn new(app: Arc<App>) -> Self {
+        Sandbox {
+            app,
+            grants: Mutex::new(HashMap::new()),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -101,10 +111,10 @@ async fn sandbox_credentials(app: &App) -> Option<AppCredentials> {
 }
 
 pub async fn authorize(
-    State(local): State<Arc<Local>>,
+    State(sandbox): State<Arc<Sandbox>>,
     Query(q): Query<AuthorizeQuery>,
 ) -> Response {
-    let app = local.app.as_ref();
+    let app = sandbox.app.as_ref();
     let known_client = sandbox_credentials(app)
         .await
         .is_some_and(|c| c.client_id == q.client_id);
@@ -130,7 +140,7 @@ pub async fn authorize(
             let Ok(code) = random_token() else {
                 return StatusCode::INTERNAL_SERVER_ERROR.into_response();
             };
-            if let Ok(mut grants) = local.sandbox.grants.lock() {
+            if let Ok(mut grants) = sandbox.grants.lock() {
                 grants.retain(|_, g| g.issued.elapsed() < CODE_LIFETIME);
                 grants.insert(
                     code.clone(),
@@ -188,7 +198,7 @@ fn consent_page(q: &AuthorizeQuery) -> lambda_http::Response<lambda_http::Body> 
 /// The token endpoint: HTTP Basic client authentication, single-use codes, exact redirect_uri,
 /// S256 PKCE.
 pub async fn token(
-    State(local): State<Arc<Local>>,
+    State(sandbox): State<Arc<Sandbox>>,
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
@@ -200,7 +210,7 @@ pub async fn token(
         )
             .into_response()
     };
-    let Some(creds) = sandbox_credentials(&local.app).await else {
+    let Some(creds) = sandbox_credentials(&sandbox.app).await else {
         return error(StatusCode::UNAUTHORIZED, "invalid_client");
     };
     if basic_credentials(&headers)
@@ -216,7 +226,7 @@ pub async fn token(
     }
     let grant = form
         .get("code")
-        .and_then(|code| local.sandbox.grants.lock().ok()?.remove(code))
+        .and_then(|code| sandbox.grants.lock().ok()?.remove(code))
         .filter(|g| g.issued.elapsed() < CODE_LIFETIME);
     let Some(grant) = grant else {
         return error(StatusCode::BAD_REQUEST, "invalid_grant");

@@ -15,28 +15,27 @@ use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext;
 use lambda_http::request::RequestContext;
 use tokio::net::TcpListener;
 
+use crate::local::{Local, to_axum};
 use crate::{pages, sandbox};
-
-/// What the local server shares between requests.
-pub struct Local {
-    pub app: Arc<App>,
-    pub sandbox: sandbox::Sandbox,
-}
 
 /// Every function's routes, plus (when `with_pages`) the start page and the sandbox provider.
 pub fn router(app: Arc<App>, with_pages: bool) -> Router {
-    let local = Arc::new(Local {
-        app,
-        sandbox: sandbox::Sandbox::default(),
-    });
+    let sandbox = Arc::new(sandbox::Sandbox::new(app.clone()));
+    let local = Arc::new(Local { app });
     let mut router = Router::new();
     if with_pages {
         router = router
             .route("/", get(pages::start))
             .route("/try", get(pages::try_sandbox))
             .route("/done", get(pages::done))
-            .route(sandbox::AUTHORIZE_PATH, get(sandbox::authorize))
-            .route(sandbox::TOKEN_PATH, axum::routing::post(sandbox::token));
+            .route(
+                sandbox::AUTHORIZE_PATH,
+                get(sandbox::authorize).with_state(sandbox.clone()),
+            )
+            .route(
+                sandbox::TOKEN_PATH,
+                axum::routing::post(sandbox::token).with_state(sandbox),
+            );
     }
     router.fallback(dispatch).with_state(local)
 }
@@ -87,11 +86,6 @@ async fn dispatch(
         Error::NotFound("route".into()).to_response(&trace_id)
     };
     to_axum(response)
-}
-
-/// A function's response as axum's.
-pub fn to_axum(response: lambda_http::Response<lambda_http::Body>) -> axum::response::Response {
-    response.map(|b| axum::body::Body::from(b.to_vec()))
 }
 
 /// `brokerctl serve`: the embedded (or AWS) backend, the sandbox provider, the development

@@ -4,8 +4,8 @@ use super::{Connection, Transition};
 use crate::Result;
 
 /// The connection port. A pending connection is written with its flow
-/// ([`crate::store::FlowStore::create_flow`]); a flow's outcome and its connection's transition are
-/// written together by [`crate::store::FlowStore::finish_flow`].
+/// ([`crate::flow::FlowStore::create_flow`]); a flow's outcome and its connection's transition are
+/// written together by [`crate::flow::FlowStore::finish_flow`].
 #[async_trait]
 pub trait ConnectionStore: Send + Sync {
     /// Writes a connection whose id is new (an import); an existing one is an internal error.

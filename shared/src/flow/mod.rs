@@ -6,12 +6,14 @@ mod callback;
 mod complete;
 mod model;
 mod start;
+mod store;
 
 pub use authorize::{Authorization, authorize};
 pub use callback::callback;
 pub use complete::{ClientCompletion, ClientOutcome, complete_client_callback, complete_personal};
 pub use model::{Claim, Flow, FlowKind, FlowStatus, StateToken};
 pub use start::{StartRequest, Started, start};
+pub use store::{FlowStore, StateTokenStore};
 
 use crate::Config;
 

@@ -6,6 +6,7 @@
 //! different source on the same connection is refused: revoking or refreshing a connection then
 //! affects exactly one source.
 
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Caller;
@@ -23,6 +24,14 @@ pub struct Source {
     pub connection_id: String,
     pub status: String,
     pub created_at: i64,
+}
+
+#[async_trait]
+pub trait SourceStore: Send + Sync {
+    /// Writes a new source; `false` when one with its id exists already.
+    async fn create_source(&self, source: &Source) -> Result<bool>;
+    /// Scoped by organization, like connections.
+    async fn get_source(&self, organization_id: &str, id: &str) -> Result<Option<Source>>;
 }
 
 /// What the platform asks for.

@@ -5,14 +5,14 @@
 pub mod embedded;
 pub mod secrets_manager;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use serde::{Deserialize, Serialize};
 
+use crate::cache::TtlCache;
 use crate::secret::Sensitive;
 use crate::{Error, Result};
 
@@ -64,7 +64,7 @@ type AppKey = (String, String, Option<String>);
 pub struct AppRegistry {
     vault: Arc<dyn Vault>,
     prefix: String,
-    cache: Mutex<HashMap<AppKey, (Instant, AppCredentials)>>,
+    cache: TtlCache<AppKey, AppCredentials>,
 }
 
 impl AppRegistry {
@@ -72,7 +72,7 @@ impl AppRegistry {
         AppRegistry {
             vault,
             prefix: prefix.into(),
-            cache: Mutex::new(HashMap::new()),
+            cache: TtlCache::new(APP_CACHE_TTL, APP_CACHE_MAX),
         }
     }
 
@@ -97,13 +97,7 @@ impl AppRegistry {
             org.to_string(),
             workspace.map(str::to_string),
         );
-        if let Some((at, creds)) = self
-            .cache
-            .lock()
-            .ok()
-            .and_then(|c| c.get(&cache_key).cloned())
-            && at.elapsed() < APP_CACHE_TTL
-        {
+        if let Some(creds) = self.cache.get(&cache_key) {
             return Ok(creds);
         }
         let candidates = [
@@ -118,12 +112,7 @@ impl AppRegistry {
                         "app credentials at {name} are not {{client_id, client_secret}} JSON"
                     ))
                 })?;
-                if let Ok(mut cache) = self.cache.lock() {
-                    if cache.len() >= APP_CACHE_MAX {
-                        cache.clear();
-                    }
-                    cache.insert(cache_key, (Instant::now(), creds.clone()));
-                }
+                self.cache.insert(cache_key, creds.clone());
                 return Ok(creds);
             }
         }

@@ -1,0 +1,17 @@
+//! What the pieces of the local server share: its state, and the bridge from a function's
+//! response to axum's. Kept apart so the server, its pages and the sandbox depend on it, not on
+//! each other.
+
+use std::sync::Arc;
+
+use broker::App;
+
+/// What the local server shares between requests.
+pub struct Local {
+    pub app: Arc<App>,
+}
+
+/// A function's response as axum's.
+pub fn to_axum(response: lambda_http::Response<lambda_http::Body>) -> axum::response::Response {
+    response.map(|b| axum::body::Body::from(b.to_vec()))
+}
