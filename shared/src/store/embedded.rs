@@ -268,26 +268,6 @@ impl EmbeddedStore {
     pub fn new(db: Arc<Db>) -> Self {
         EmbeddedStore { db }
     }
-
-    /// Runs SQLite work on the blocking pool: a commit waits on the file and on the store's lock,
-    /// and that wait must not hold one of the few async workers every other request needs.
-    async fn run<R: Send + 'static>(
-        &self,
-        work: impl FnOnce(&Db) -> Result<R> + Send + 'static,
-    ) -> Result<R> {
-        blocking(&self.db, work).await
-    }
-}
-
-/// [`EmbeddedStore::run`], for the embedded vault too.
-pub(crate) async fn blocking<R: Send + 'static>(
-    db: &Arc<Db>,
-    work: impl FnOnce(&Db) -> Result<R> + Send + 'static,
-) -> Result<R> {
-    let db = db.clone();
-    tokio::task::spawn_blocking(move || work(&db))
-        .await
-        .map_err(db_err)?
 }
 
 #[async_trait]
@@ -296,19 +276,15 @@ impl FlowStore for EmbeddedStore {
         let flow_key = keys::flow(&flow.key);
         let connection_key = keys::connection(&connection.organization_id, &connection.id);
         let (flow, connection) = (to_json(flow)?, to_json(connection)?);
-        let created = self
-            .run(move |db| {
-                db.with(|c| {
-                    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                    let created = insert_item(&tx, &flow_key, &flow, true)?;
-                    if created {
-                        insert_item(&tx, &connection_key, &connection, false)?;
-                        tx.commit()?;
-                    }
-                    Ok(created)
-                })
-            })
-            .await?;
+        let created = self.db.with(|c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let created = insert_item(&tx, &flow_key, &flow, true)?;
+            if created {
+                insert_item(&tx, &connection_key, &connection, false)?;
+                tx.commit()?;
+            }
+            Ok(created)
+        })?;
         if created {
             Ok(())
         } else {
@@ -317,23 +293,14 @@ impl FlowStore for EmbeddedStore {
     }
 
     async fn bind_flow(&self, key: &str, binding_hash: &str, now: i64) -> Result<Flow> {
-        let (key, binding_hash) = (keys::flow(key), binding_hash.to_string());
-        let outcome = self
-            .run(move |db| {
-                db.modify(&key, false, |f: &mut Flow| {
-                    let free = f.binding_hash.as_deref().is_none_or(|b| b == binding_hash);
-                    if f.status != FlowStatus::Pending
-                        || f.expires_at <= now
-                        || !f.kind.hosted()
-                        || !free
-                    {
-                        return false;
-                    }
-                    f.binding_hash = Some(binding_hash.clone());
-                    true
-                })
-            })
-            .await?;
+        let outcome = self.db.modify(&keys::flow(key), false, |f: &mut Flow| {
+            let free = f.binding_hash.as_deref().is_none_or(|b| b == binding_hash);
+            if f.status != FlowStatus::Pending || f.expires_at <= now || !f.kind.hosted() || !free {
+                return false;
+            }
+            f.binding_hash = Some(binding_hash.to_string());
+            true
+        })?;
         match outcome {
             Outcome::Applied(f) => Ok(f),
             _ => Err(Error::FlowRejected),
@@ -347,20 +314,14 @@ impl FlowStore for EmbeddedStore {
         lease_owner: &str,
         now: i64,
     ) -> Result<Flow> {
-        let (key, claim, owner) = (keys::flow(key), claim.clone(), lease_owner.to_string());
-        let outcome = self
-            .run(move |db| {
-                db.modify(&key, false, |f: &mut Flow| {
-                    let ok =
-                        f.status == FlowStatus::Pending && f.expires_at > now && claim.admits(f);
-                    if ok {
-                        f.status = FlowStatus::Consumed;
-                        f.lease_owner = Some(owner);
-                    }
-                    ok
-                })
-            })
-            .await?;
+        let outcome = self.db.modify(&keys::flow(key), false, |f: &mut Flow| {
+            let ok = f.status == FlowStatus::Pending && f.expires_at > now && claim.admits(f);
+            if ok {
+                f.status = FlowStatus::Consumed;
+                f.lease_owner = Some(lease_owner.to_string());
+            }
+            ok
+        })?;
         match outcome {
             Outcome::Applied(f) => Ok(f),
             Outcome::Refused(f)
@@ -379,36 +340,34 @@ impl FlowStore for EmbeddedStore {
         status: FlowStatus,
         connection: &Transition,
     ) -> Result<()> {
-        let (flow_key, transition) = (keys::flow(key), connection.clone());
         let connection_key =
             keys::connection(&connection.organization_id, &connection.connection_id);
-        self.run(move |db| {
-            db.transaction(|tx| {
-                let flow = modify_in(tx, &flow_key, false, |f: &mut Flow| {
-                    f.status = status;
-                    true
-                })?;
-                let changed = modify_in(tx, &connection_key, false, |c| transition.apply(c))?;
-                let done = matches!(flow, Outcome::Applied(_)) && lost_race(changed).is_ok();
-                if done {
-                    Ok((Ok(()), true))
-                } else {
-                    Ok((
-                        Err(Error::Conflict("the flow or its connection changed")),
-                        false,
-                    ))
-                }
-            })?
-        })
-        .await
+        self.db.transaction(|tx| {
+            let flow = modify_in(tx, &keys::flow(key), false, |f: &mut Flow| {
+                f.status = status;
+                true
+            })?;
+            let changed = modify_in(tx, &connection_key, false, |c| connection.apply(c))?;
+            let done = matches!(flow, Outcome::Applied(_)) && lost_race(changed).is_ok();
+            if done {
+                Ok((Ok(()), true))
+            } else {
+                Ok((
+                    Err(Error::Conflict("the flow or its connection changed")),
+                    false,
+                ))
+            }
+        })?
     }
 }
 
 #[async_trait]
 impl ConnectionStore for EmbeddedStore {
     async fn create_connection(&self, c: &Connection) -> Result<()> {
-        let (key, c) = (keys::connection(&c.organization_id, &c.id), c.clone());
-        if self.run(move |db| db.put(&key, &c, true)).await? {
+        let created = self
+            .db
+            .put(&keys::connection(&c.organization_id, &c.id), c, true)?;
+        if created {
             Ok(())
         } else {
             Err(Error::internal("connection id collision"))
@@ -416,43 +375,31 @@ impl ConnectionStore for EmbeddedStore {
     }
 
     async fn transition(&self, t: &Transition) -> Result<Connection> {
-        let (key, t) = (
-            keys::connection(&t.organization_id, &t.connection_id),
-            t.clone(),
-        );
-        lost_race(
-            self.run(move |db| db.modify(&key, false, |c| t.apply(c)))
-                .await?,
-        )
+        let key = keys::connection(&t.organization_id, &t.connection_id);
+        lost_race(self.db.modify(&key, false, |c| t.apply(c))?)
     }
 
     async fn get_connection(&self, organization_id: &str, id: &str) -> Result<Option<Connection>> {
-        let key = keys::connection(organization_id, id);
-        self.run(move |db| db.get(&key)).await
+        self.db.get(&keys::connection(organization_id, id))
     }
 }
 
 #[async_trait]
 impl SourceStore for EmbeddedStore {
     async fn create_source(&self, source: &Source) -> Result<bool> {
-        let (key, source) = (
-            keys::source(&source.organization_id, &source.id),
-            source.clone(),
-        );
-        self.run(move |db| db.put(&key, &source, true)).await
+        let pk = keys::source(&source.organization_id, &source.id);
+        self.db.put(&pk, source, true)
     }
 
     async fn get_source(&self, organization_id: &str, id: &str) -> Result<Option<Source>> {
-        let key = keys::source(organization_id, id);
-        self.run(move |db| db.get(&key)).await
+        self.db.get(&keys::source(organization_id, id))
     }
 }
 
 #[async_trait]
 impl StateTokenStore for EmbeddedStore {
     async fn create_state_token(&self, t: &StateToken) -> Result<()> {
-        let (key, t) = (keys::state_token(&t.token_hash), t.clone());
-        self.run(move |db| db.put(&key, &t, true)).await?;
+        self.db.put(&keys::state_token(&t.token_hash), t, true)?;
         Ok(())
     }
 
@@ -462,14 +409,11 @@ impl StateTokenStore for EmbeddedStore {
         organization_id: &str,
         now: i64,
     ) -> Result<Option<StateToken>> {
-        let (key, org) = (keys::state_token(token_hash), organization_id.to_string());
-        let outcome = self
-            .run(move |db| {
-                db.modify(&key, true, |t: &mut StateToken| {
-                    t.organization_id == org && t.expires_at > now
-                })
-            })
-            .await?;
+        let outcome = self.db.modify(
+            &keys::state_token(token_hash),
+            true,
+            |t: &mut StateToken| t.organization_id == organization_id && t.expires_at > now,
+        )?;
         Ok(match outcome {
             Outcome::Applied(t) => Some(t),
             _ => None,
@@ -480,28 +424,24 @@ impl StateTokenStore for EmbeddedStore {
 #[async_trait]
 impl KeyStore for EmbeddedStore {
     async fn put_key(&self, key: &ApiKeyRecord) -> Result<()> {
-        let (pk, key) = (keys::api_key(&key.key_hash), key.clone());
-        self.run(move |db| db.put(&pk, &key, false)).await?;
+        self.db.put(&keys::api_key(&key.key_hash), key, false)?;
         Ok(())
     }
 
     async fn get_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
-        let key = keys::api_key(key_hash);
-        self.run(move |db| db.get(&key)).await
+        self.db.get(&keys::api_key(key_hash))
     }
 }
 
 #[async_trait]
 impl OrgStore for EmbeddedStore {
     async fn put_org(&self, org: &Org) -> Result<()> {
-        let (key, org) = (keys::org(&org.id), org.clone());
-        self.run(move |db| db.put(&key, &org, false)).await?;
+        self.db.put(&keys::org(&org.id), org, false)?;
         Ok(())
     }
 
     async fn get_org(&self, id: &str) -> Result<Option<Org>> {
-        let key = keys::org(id);
-        self.run(move |db| db.get(&key)).await
+        self.db.get(&keys::org(id))
     }
 }
 

@@ -14,7 +14,7 @@ use rusqlite::{OptionalExtension, params};
 use super::Vault;
 use crate::crypto::random_bytes;
 use crate::secret::Sensitive;
-use crate::store::embedded::{Db, blocking};
+use crate::store::embedded::Db;
 use crate::{Error, Result};
 
 pub const KEY_FILE: &str = "vault.key";
@@ -87,29 +87,21 @@ impl Vault for EmbeddedVault {
                 .collect::<std::collections::BTreeMap<_, _>>(),
         )
         .map_err(Error::internal)?;
-        let (row_name, request_token) = (name.to_string(), request_token.to_string());
-        blocking(&self.db, move |db| {
-            db.with(|c| {
-                c.prepare_cached(
-                    "INSERT OR REPLACE INTO secrets (name, nonce, ciphertext, tags, request_token) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?
-                .execute(params![row_name, nonce.to_vec(), sealed, tags, request_token])
-            })
-        })
-        .await?;
+        self.db.with(|c| {
+            c.prepare_cached(
+                "INSERT OR REPLACE INTO secrets (name, nonce, ciphertext, tags, request_token) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![name, nonce.to_vec(), sealed, tags, request_token])
+        })?;
         Ok(name.to_string())
     }
 
     async fn get_secret(&self, name: &str) -> Result<Option<Sensitive<String>>> {
-        let row_name = name.to_string();
-        let row: Option<(Vec<u8>, Vec<u8>)> = blocking(&self.db, move |db| {
-            db.with(|c| {
-                c.prepare_cached("SELECT nonce, ciphertext FROM secrets WHERE name = ?1")?
-                    .query_row([row_name], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()
-            })
-        })
-        .await?;
+        let row: Option<(Vec<u8>, Vec<u8>)> = self.db.with(|c| {
+            c.prepare_cached("SELECT nonce, ciphertext FROM secrets WHERE name = ?1")?
+                .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })?;
         let Some((nonce, sealed)) = row else {
             return Ok(None);
         };
