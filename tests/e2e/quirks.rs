@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use broker_tests::harness::{FakeEntry, location};
-use broker_tests::{Backend, Broker, Browser, Knobs, query_of};
+use broker_tests::{Backend, Broker, Browser, Knobs, Ledger, query_of};
 use serde_json::{Value, json};
 
 async fn broker(keys: &[(&str, &str)], tables: &str, knobs: Knobs) -> Broker {
@@ -39,123 +39,173 @@ async fn stored(broker: &Broker, params: &HashMap<String, String>) -> Value {
     doc
 }
 
-#[tokio::test]
-async fn comma_separated_scopes_and_extra_authorize_params_reach_the_provider() {
-    // Slack, Zoho, Facebook join scopes with commas; Google, Dropbox, Atlassian add parameters
-    let broker = broker(
-        &[
+/// One quirk class: the entry's fields (as providers-file TOML values), how the fake provider
+/// behaves, what the platform sends, and what the provider must have been asked and the vault hold.
+struct Case {
+    /// The class, and the real providers it stands for.
+    name: &'static str,
+    entry: &'static [(&'static str, &'static str)],
+    knobs: fn() -> Knobs,
+    initiate: fn() -> Value,
+    then: fn(&Ledger, &Value, &HashMap<String, String>),
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "comma-separated scopes and extra authorize params (Slack, Zoho, Facebook; Google, Dropbox, Atlassian)",
+        entry: &[
             ("scope_separator", "\",\""),
             (
                 "authorize_params",
                 "{ access_type = \"offline\", prompt = \"consent\", token_access_type = \"offline\", audience = \"api.example\" }",
             ),
         ],
-        "",
-        Knobs::default(),
-    )
-    .await;
-    let params = flow(&broker, json!({ "requestedOptionalScopes": ["write"] })).await;
-    stored(&broker, &params).await;
-    let auth = &broker.provider.ledger().authorize_requests[0];
-    assert_eq!(auth["scope"], "read,write");
-    assert_eq!(auth["access_type"], "offline");
-    assert_eq!(auth["prompt"], "consent");
-    assert_eq!(auth["token_access_type"], "offline");
-    assert_eq!(auth["audience"], "api.example");
-}
-
-#[tokio::test]
-async fn pkce_required_provider_gets_challenge_and_verifier() {
-    // X and Airtable refuse an authorization request without PKCE
-    let broker = broker(
-        &[],
-        "",
-        Knobs {
+        knobs: Knobs::default,
+        initiate: || json!({ "requestedOptionalScopes": ["write"] }),
+        then: |ledger, _, _| {
+            let auth = &ledger.authorize_requests[0];
+            assert_eq!(auth["scope"], "read,write");
+            assert_eq!(auth["access_type"], "offline");
+            assert_eq!(auth["prompt"], "consent");
+            assert_eq!(auth["token_access_type"], "offline");
+            assert_eq!(auth["audience"], "api.example");
+        },
+    },
+    Case {
+        name: "PKCE required (X, Airtable)",
+        entry: &[],
+        knobs: || Knobs {
             require_pkce: true,
             ..Knobs::default()
         },
-    )
-    .await;
-    let params = flow(&broker, json!({})).await;
-    stored(&broker, &params).await;
-    let ledger = broker.provider.ledger();
-    assert_eq!(
-        ledger.authorize_requests[0]["code_challenge_method"],
-        "S256"
-    );
-    assert!(ledger.token_requests[0].form.contains_key("code_verifier"));
-}
-
-#[tokio::test]
-async fn provider_refusing_pkce_gets_none() {
-    let broker = broker(
-        &[("pkce", "\"unsupported\"")],
-        "",
-        Knobs {
+        initiate: || json!({}),
+        then: |ledger, _, _| {
+            assert_eq!(
+                ledger.authorize_requests[0]["code_challenge_method"],
+                "S256"
+            );
+            assert!(ledger.token_requests[0].form.contains_key("code_verifier"));
+        },
+    },
+    Case {
+        name: "PKCE refused",
+        entry: &[("pkce", "\"unsupported\"")],
+        knobs: || Knobs {
             refuse_pkce: true,
             ..Knobs::default()
         },
-    )
-    .await;
-    let params = flow(&broker, json!({})).await;
-    stored(&broker, &params).await;
-    let ledger = broker.provider.ledger();
-    assert!(!ledger.authorize_requests[0].contains_key("code_challenge"));
-    assert!(!ledger.token_requests[0].form.contains_key("code_verifier"));
-}
-
-#[tokio::test]
-async fn post_authenticating_provider_gets_the_secret_in_the_body_only() {
-    // GitHub, Slack, HubSpot: client_secret in the form, no Basic header
-    let broker = broker(
-        &[("client_auth", "\"post\"")],
-        "",
-        Knobs {
+        initiate: || json!({}),
+        then: |ledger, _, _| {
+            assert!(!ledger.authorize_requests[0].contains_key("code_challenge"));
+            assert!(!ledger.token_requests[0].form.contains_key("code_verifier"));
+        },
+    },
+    Case {
+        name: "client secret in the body only (GitHub, Slack, HubSpot)",
+        entry: &[("client_auth", "\"post\"")],
+        knobs: || Knobs {
             post_auth_only: true,
             ..Knobs::default()
         },
-    )
-    .await;
-    let params = flow(&broker, json!({})).await;
-    stored(&broker, &params).await;
-    let token = &broker.provider.ledger().token_requests[0];
-    assert!(token.basic_auth.is_none());
-    assert!(token.form.contains_key("client_secret"));
-}
-
-#[tokio::test]
-async fn json_body_provider_gets_a_json_token_request() {
-    // Notion and Atlassian take JSON token requests
-    let broker = broker(
-        &[("token_body", "\"json\"")],
-        "",
-        Knobs {
+        initiate: || json!({}),
+        then: |ledger, _, _| {
+            let token = &ledger.token_requests[0];
+            assert!(token.basic_auth.is_none());
+            assert!(token.form.contains_key("client_secret"));
+        },
+    },
+    Case {
+        name: "JSON token requests (Notion, Atlassian)",
+        entry: &[("token_body", "\"json\"")],
+        knobs: || Knobs {
             json_body_only: true,
             ..Knobs::default()
         },
-    )
-    .await;
-    let params = flow(&broker, json!({})).await;
-    stored(&broker, &params).await;
-    let token = &broker.provider.ledger().token_requests[0];
-    assert_eq!(token.encoding, "json");
-    assert_eq!(token.form["grant_type"], "authorization_code");
-}
+        initiate: || json!({}),
+        then: |ledger, _, _| {
+            let token = &ledger.token_requests[0];
+            assert_eq!(token.encoding, "json");
+            assert_eq!(token.form["grant_type"], "authorization_code");
+        },
+    },
+    Case {
+        name: "optional scopes in their own parameter (HubSpot's optional_scope)",
+        entry: &[("optional_scope_param", "\"optional_scope\"")],
+        knobs: Knobs::default,
+        initiate: || json!({ "requestedOptionalScopes": ["write"] }),
+        then: |ledger, _, _| {
+            let auth = &ledger.authorize_requests[0];
+            assert_eq!(auth["scope"], "read");
+            assert_eq!(auth["optional_scope"], "write");
+        },
+    },
+    Case {
+        name: "form-encoded token response (GitHub without Accept: application/json)",
+        entry: &[],
+        knobs: || Knobs {
+            respond_form: true,
+            ..Knobs::default()
+        },
+        initiate: || json!({}),
+        then: |_, doc, _| {
+            assert!(
+                doc["refresh_token"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("fake_rt_")
+            );
+            assert!(doc["expires_at"].is_i64());
+        },
+    },
+    Case {
+        name: "metadata kept from the token response and the redirect (Salesforce's instance_url, QuickBooks' realmId)",
+        entry: &[
+            ("keep_token_fields", "[\"instance_url\"]"),
+            ("keep_redirect_fields", "[\"realmId\"]"),
+        ],
+        knobs: || Knobs {
+            extra_token_fields: vec![(
+                "instance_url".into(),
+                "https://acme.my.salesforce.com".into(),
+            )],
+            redirect_extra: vec![("realmId".into(), "4620816365".into())],
+            ..Knobs::default()
+        },
+        initiate: || json!({}),
+        then: |_, doc, params| {
+            assert_eq!(
+                doc["metadata"]["instance_url"],
+                "https://acme.my.salesforce.com"
+            );
+            assert_eq!(doc["metadata"]["realmId"], "4620816365");
+            assert!(
+                !params.contains_key("realmId"),
+                "the platform gets references only"
+            );
+        },
+    },
+    Case {
+        name: "code in a renamed parameter (Amazon SP-API's spapi_oauth_code)",
+        entry: &[("code_param", "\"spapi_oauth_code\"")],
+        knobs: || Knobs {
+            code_param: Some("spapi_oauth_code".into()),
+            ..Knobs::default()
+        },
+        initiate: || json!({}),
+        then: |_, _, _| {},
+    },
+];
 
 #[tokio::test]
-async fn optional_scopes_travel_in_their_own_parameter() {
-    // HubSpot's optional_scope
-    let broker = broker(
-        &[("optional_scope_param", "\"optional_scope\"")],
-        "",
-        Knobs::default(),
-    )
-    .await;
-    let params = flow(&broker, json!({ "requestedOptionalScopes": ["write"] })).await;
-    stored(&broker, &params).await;
-    let auth = &broker.provider.ledger().authorize_requests[0];
-    assert_eq!(auth["scope"], "read");
-    assert_eq!(auth["optional_scope"], "write");
+async fn each_quirk_class_exchanges_by_its_providers_rules() {
+    for case in CASES {
+        // Captured, and shown with the failure: which class broke.
+        println!("quirk class: {}", case.name);
+        let broker = broker(case.entry, "", (case.knobs)()).await;
+        let params = flow(&broker, (case.initiate)()).await;
+        let doc = stored(&broker, &params).await;
+        (case.then)(&broker.provider.ledger(), &doc, &params);
+    }
 }
 
 #[tokio::test]
@@ -194,61 +244,6 @@ async fn slack_style_nested_tokens_are_lifted_and_ok_false_is_an_error() {
     let params = flow(&broker, json!({})).await;
     assert_eq!(params["error"], "invalid_code", "{params:?}");
     assert!(!params.contains_key("secret_id"));
-}
-
-#[tokio::test]
-async fn form_encoded_token_response_is_read() {
-    // GitHub answers form-encoded unless it honours Accept: application/json
-    let broker = broker(
-        &[],
-        "",
-        Knobs {
-            respond_form: true,
-            ..Knobs::default()
-        },
-    )
-    .await;
-    let params = flow(&broker, json!({})).await;
-    let doc = stored(&broker, &params).await;
-    assert!(
-        doc["refresh_token"]
-            .as_str()
-            .unwrap()
-            .starts_with("fake_rt_")
-    );
-    assert!(doc["expires_at"].is_i64());
-}
-
-#[tokio::test]
-async fn metadata_is_kept_from_the_token_response_and_the_redirect() {
-    // Salesforce's instance_url, QuickBooks' realmId
-    let broker = broker(
-        &[
-            ("keep_token_fields", "[\"instance_url\"]"),
-            ("keep_redirect_fields", "[\"realmId\"]"),
-        ],
-        "",
-        Knobs {
-            extra_token_fields: vec![(
-                "instance_url".into(),
-                "https://acme.my.salesforce.com".into(),
-            )],
-            redirect_extra: vec![("realmId".into(), "4620816365".into())],
-            ..Knobs::default()
-        },
-    )
-    .await;
-    let params = flow(&broker, json!({})).await;
-    let doc = stored(&broker, &params).await;
-    assert_eq!(
-        doc["metadata"]["instance_url"],
-        "https://acme.my.salesforce.com"
-    );
-    assert_eq!(doc["metadata"]["realmId"], "4620816365");
-    assert!(
-        !params.contains_key("realmId"),
-        "the platform gets references only"
-    );
 }
 
 #[tokio::test]
@@ -293,22 +288,6 @@ required = false
         )
         .await;
     assert_eq!(status, 400, "{body}");
-}
-
-#[tokio::test]
-async fn code_in_a_renamed_parameter_is_redeemed() {
-    // Amazon SP-API's spapi_oauth_code
-    let broker = broker(
-        &[("code_param", "\"spapi_oauth_code\"")],
-        "",
-        Knobs {
-            code_param: Some("spapi_oauth_code".into()),
-            ..Knobs::default()
-        },
-    )
-    .await;
-    let params = flow(&broker, json!({})).await;
-    stored(&broker, &params).await;
 }
 
 #[tokio::test]
