@@ -4,8 +4,7 @@
 
 use broker::Error;
 use broker::connection::{ConnectionStatus, Transition};
-use broker_tests::harness::location;
-use broker_tests::{Backend, Broker, Browser, on_both_backends, query_of};
+use broker_tests::{Backend, Broker, on_both_backends};
 use serde_json::json;
 
 on_both_backends!(
@@ -13,39 +12,12 @@ on_both_backends!(
     a_transition_that_lost_its_race_is_a_conflict_and_changes_nothing,
 );
 
-/// A personal flow up to the callback: the connection's id and the state token.
-async fn authorized_personal_connection(broker: &Broker) -> (String, String) {
-    let path = format!(
-        "/v1/personal-connectors/authorize?organization_id={}",
-        broker.org
-    );
-    let (status, started) = broker
-        .post(
-            &path,
-            Some(&broker.key),
-            &json!({ "connector_type": "fake", "redirect_url": broker.redirect_url }),
-        )
-        .await;
-    assert_eq!(status, 200, "{started}");
-    let mut browser = Browser::default();
-    let callback = broker
-        .through_provider(&mut browser, started["authorization_url"].as_str().unwrap())
-        .await;
-    let resp = browser.get(&callback).await;
-    assert_eq!(resp.status().as_u16(), 303);
-    let params = query_of(&location(&resp));
-    (
-        params["connection_id"].clone(),
-        params["state_token"].clone(),
-    )
-}
-
 async fn an_authorized_connection_keeps_its_endpoints_and_each_change_bumps_its_version(
     backend: Backend,
 ) {
     // Given a personal flow that went through the callback
     let broker = Broker::start(backend).await;
-    let (connection_id, state_token) = authorized_personal_connection(&broker).await;
+    let (connection_id, state_token) = broker.authorized_personal_connection().await;
 
     // Then the connection is authorized at version 1, with the flow's endpoints and the entry's
     // token settings kept on it
@@ -94,7 +66,7 @@ async fn an_authorized_connection_keeps_its_endpoints_and_each_change_bumps_its_
 async fn a_transition_that_lost_its_race_is_a_conflict_and_changes_nothing(backend: Backend) {
     // Given an authorized connection (version 1)
     let broker = Broker::start(backend).await;
-    let (connection_id, _) = authorized_personal_connection(&broker).await;
+    let (connection_id, _) = broker.authorized_personal_connection().await;
     let store = &broker.app.connections;
     let now = broker.app.clock.now();
     let activate = |version: Option<u64>, from: &'static [ConnectionStatus]| {

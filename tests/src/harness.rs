@@ -195,6 +195,33 @@ impl Broker {
         }
     }
 
+    /// A personal flow up to the callback: the connection's id and the state token.
+    pub async fn authorized_personal_connection(&self) -> (String, String) {
+        let path = format!(
+            "/v1/personal-connectors/authorize?organization_id={}",
+            self.org
+        );
+        let (status, started) = self
+            .post(
+                &path,
+                Some(&self.key),
+                &json!({ "connector_type": "fake", "redirect_url": self.redirect_url }),
+            )
+            .await;
+        assert_eq!(status, 200, "{started}");
+        let mut browser = Browser::default();
+        let callback = self
+            .through_provider(&mut browser, started["authorization_url"].as_str().unwrap())
+            .await;
+        let resp = browser.get(&callback).await;
+        assert_eq!(resp.status().as_u16(), 303);
+        let params = query_of(&location(&resp));
+        (
+            params["connection_id"].clone(),
+            params["state_token"].clone(),
+        )
+    }
+
     /// A second organization with its own key, on the same broker.
     pub async fn other_org(&self) -> (String, String) {
         let org = unique("other");
