@@ -4,12 +4,16 @@
 
 use broker::Error;
 use broker::connection::{ConnectionStatus, Transition};
-use broker_tests::{Backend, Broker, on_both_backends};
+use broker::crypto::sha256_hex;
+use broker::flow::FlowStatus;
+use broker_tests::harness::location;
+use broker_tests::{Backend, Broker, Browser, on_both_backends, query_of};
 use serde_json::json;
 
 on_both_backends!(
     an_authorized_connection_keeps_its_endpoints_and_each_change_bumps_its_version,
     a_transition_that_lost_its_race_is_a_conflict_and_changes_nothing,
+    a_flow_outcome_whose_connection_refuses_the_transition_is_not_written_either,
 );
 
 async fn an_authorized_connection_keeps_its_endpoints_and_each_change_bumps_its_version(
@@ -118,4 +122,50 @@ async fn a_transition_that_lost_its_race_is_a_conflict_and_changes_nothing(backe
         store.transition(&current).await,
         Err(Error::Conflict(_))
     ));
+}
+
+async fn a_flow_outcome_whose_connection_refuses_the_transition_is_not_written_either(
+    backend: Backend,
+) {
+    // Given a flow the browser took to the provider, and a connection already authorized
+    let broker = Broker::start(backend).await;
+    let consent = broker.initiate(&broker.initiate_body()).await;
+    let flow_key = sha256_hex(&query_of(&consent)["flow"]);
+    let mut browser = Browser::default();
+    let callback = broker.through_provider(&mut browser, &consent).await;
+    let (connection_id, _) = broker.authorized_personal_connection().await;
+
+    // When the flow's outcome is written with a transition that connection does not admit
+    // (it is not pending)
+    let refused = Transition::new(
+        &broker.org,
+        &connection_id,
+        &[ConnectionStatus::Pending],
+        ConnectionStatus::Failed,
+        broker.app.clock.now(),
+    );
+    let outcome = broker
+        .app
+        .flows
+        .finish_flow(&flow_key, FlowStatus::Failed, &refused)
+        .await;
+
+    // Then neither half is written: the conflict is reported, the other connection keeps its
+    // status, and the flow is still pending, so the browser's callback finishes it normally
+    assert!(matches!(outcome, Err(Error::Conflict(_))), "{outcome:?}");
+    let other = broker
+        .app
+        .connections
+        .get_connection(&broker.org, &connection_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (other.status, other.version),
+        (ConnectionStatus::Authorized, 1)
+    );
+    let resp = browser.get(&callback).await;
+    assert_eq!(resp.status().as_u16(), 303);
+    assert!(query_of(&location(&resp)).contains_key("secret_id"));
+    assert_eq!(broker.provider.ledger().redeemed.len(), 2);
 }
