@@ -169,3 +169,29 @@ async fn a_flow_outcome_whose_connection_refuses_the_transition_is_not_written_e
     assert!(query_of(&location(&resp)).contains_key("secret_id"));
     assert_eq!(broker.provider.ledger().redeemed.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_costs_four_aws_requests() {
+    // Given a flow the browser took to the provider (app credentials cached by initiate)
+    let broker = Broker::start(Backend::Aws).await;
+    let consent = broker.initiate(&broker.initiate_body()).await;
+    let mut browser = Browser::default();
+    let callback = broker.through_provider(&mut browser, &consent).await;
+    broker.aws_requests.take();
+
+    // When the callback finishes it
+    let resp = browser.get(&callback).await;
+    assert_eq!(resp.status().as_u16(), 303);
+
+    // Then it consumed the flow, re-read the organization's registered URLs, wrote the tokens,
+    // and authorized the connection with the flow's outcome in one transaction: nothing else
+    assert_eq!(
+        broker.aws_requests.take(),
+        [
+            "DynamoDB:UpdateItem",
+            "DynamoDB:GetItem",
+            "Secrets Manager:CreateSecret",
+            "DynamoDB:TransactWriteItems",
+        ]
+    );
+}

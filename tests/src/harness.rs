@@ -15,6 +15,7 @@ use oauth2::reqwest;
 use serde_json::{Value, json};
 use url::Url;
 
+use crate::aws_requests::AwsRequests;
 use crate::contract::{self, Violations};
 use crate::fake_provider::{CLIENT_ID, CLIENT_SECRET, FakeProvider};
 
@@ -40,6 +41,8 @@ pub struct Broker {
     /// Registered for `org`; never listened on, tests read the redirect instead of following it.
     pub redirect_url: String,
     pub http: reqwest::Client,
+    /// The AWS requests the broker sent (AWS backend).
+    pub aws_requests: AwsRequests,
     /// Responses that disagreed with `infra/openapi.yaml`; asserted empty when the broker drops.
     pub violations: Violations,
     data_dir: PathBuf,
@@ -139,17 +142,25 @@ impl Broker {
         let config = broker::Config::from_lookup(|k| vars.get(k).cloned()).expect("config");
         App::init_backend(&config).await.expect("init backend");
         let providers = vec![fake_entry(&provider.base_url, entry)];
-        let app = match aws_endpoint {
-            None => App::build(config.clone(), providers).await,
-            Some(endpoint) => {
-                // Set on each client: an endpoint set on the shared config yields to
-                // AWS_ENDPOINT_URL, which the services read again.
+        let aws_requests = AwsRequests::default();
+        let app = match backend {
+            Backend::Embedded => App::build(config.clone(), providers).await,
+            Backend::Aws => {
+                // The broker's clients count their requests. The endpoint is set on each client
+                // (one set on the shared config yields to AWS_ENDPOINT_URL, which the services
+                // read again): the emulator, or the relay in front of it.
                 let sdk = broker::aws::sdk_config().await.expect("AWS SDK config");
+                let endpoint = match aws_endpoint {
+                    Some(relay) => relay.to_string(),
+                    None => std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL"),
+                };
                 let dynamodb = aws_sdk_dynamodb::config::Builder::from(&sdk)
-                    .endpoint_url(endpoint)
+                    .endpoint_url(&endpoint)
+                    .interceptor(aws_requests.clone())
                     .build();
                 let secrets = aws_sdk_secretsmanager::config::Builder::from(&sdk)
-                    .endpoint_url(endpoint)
+                    .endpoint_url(&endpoint)
+                    .interceptor(aws_requests.clone())
                     .build();
                 let store =
                     DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(dynamodb), &config.table);
@@ -190,6 +201,7 @@ impl Broker {
             key,
             redirect_url,
             http: http_client(),
+            aws_requests,
             violations,
             data_dir,
         }

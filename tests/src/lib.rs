@@ -2,6 +2,7 @@
 //! that runs the broker's router (the one `brokerctl serve` runs) over either backend, and
 //! `infra/openapi.yaml` as the oracle every response is checked against.
 
+pub mod aws_requests;
 pub mod contract;
 pub mod fake_provider;
 pub mod harness;
