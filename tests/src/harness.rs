@@ -15,7 +15,7 @@ use oauth2::reqwest;
 use serde_json::{Value, json};
 use url::Url;
 
-use crate::aws_requests::AwsRequests;
+use crate::aws_requests::{self, ActionsByFunction, AwsRequests};
 use crate::contract::{self, Violations};
 use crate::fake_provider::{CLIENT_ID, CLIENT_SECRET, FakeProvider};
 
@@ -43,6 +43,8 @@ pub struct Broker {
     pub http: reqwest::Client,
     /// The AWS requests the broker sent (AWS backend).
     pub aws_requests: AwsRequests,
+    /// The IAM actions each function's handlers needed (AWS backend).
+    pub aws_actions: ActionsByFunction,
     /// Responses that disagreed with `infra/openapi.yaml`; asserted empty when the broker drops.
     pub violations: Violations,
     data_dir: PathBuf,
@@ -174,9 +176,16 @@ impl Broker {
         let app = Arc::new(app.expect("app"));
         // Every response of every test goes through the contract check.
         let violations = Violations::default();
-        let router = brokerctl::server::router(app.clone(), false).layer(
-            axum::middleware::from_fn_with_state(violations.clone(), contract::checking_layer),
-        );
+        let aws_actions = ActionsByFunction::default();
+        let router = brokerctl::server::router(app.clone(), false)
+            .layer(axum::middleware::from_fn_with_state(
+                (aws_requests.clone(), aws_actions.clone()),
+                aws_requests::attributing_layer,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                violations.clone(),
+                contract::checking_layer,
+            ));
         tokio::spawn(brokerctl::server::serve(listener, router));
 
         let admin = Admin::connect(config).await.expect("admin");
@@ -202,6 +211,7 @@ impl Broker {
             redirect_url,
             http: http_client(),
             aws_requests,
+            aws_actions,
             violations,
             data_dir,
         }
