@@ -2,7 +2,7 @@
 //! actions its code calls (the `AWS_ACTIONS` list kept in each function's lib.rs), on the table or
 //! the secret prefix it uses; and every route, run on the AWS backend with SDK clients that record
 //! the IAM actions of each call, needs only actions its function lists. A new call without a
-//! permission, or a permission without a listed call, fails here.
+//! permission fails here, and so does a grant the list does not name.
 
 use std::collections::BTreeSet;
 
