@@ -126,17 +126,7 @@ async fn every_aws_action_a_route_needs_is_in_its_functions_list() {
     assert_eq!(browser.get(&callback).await.status().as_u16(), 303);
 
     let (_, state_token) = broker.authorized_personal_connection().await;
-    let path = format!(
-        "/v1/personal-connectors/complete-oauth?organization_id={}",
-        broker.org
-    );
-    let (status, body) = broker
-        .post(
-            &path,
-            Some(&broker.key),
-            &json!({ "state_token": state_token }),
-        )
-        .await;
+    let (status, body) = broker.complete_personal(&state_token).await;
     ok(status, &body);
 
     let org = &broker.org;

@@ -8,7 +8,6 @@ use broker::crypto::sha256_hex;
 use broker::flow::FlowStatus;
 use broker_tests::harness::location;
 use broker_tests::{Backend, Broker, Browser, on_both_backends, query_of};
-use serde_json::json;
 
 on_both_backends!(
     an_authorized_connection_keeps_its_endpoints_and_each_change_bumps_its_version,
@@ -46,17 +45,7 @@ async fn an_authorized_connection_keeps_its_endpoints_and_each_change_bumps_its_
     assert!(authorized.secret_id.is_some());
 
     // When the platform completes it
-    let complete = format!(
-        "/v1/personal-connectors/complete-oauth?organization_id={}",
-        broker.org
-    );
-    let (status, _) = broker
-        .post(
-            &complete,
-            Some(&broker.key),
-            &json!({ "state_token": state_token }),
-        )
-        .await;
+    let (status, _) = broker.complete_personal(&state_token).await;
     assert_eq!(status, 200);
 
     // Then it is active at version 2, and nothing else changed

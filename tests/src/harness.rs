@@ -244,6 +244,20 @@ impl Broker {
         )
     }
 
+    /// The personal-connector complete call with `state_token`, as the platform makes it.
+    pub async fn complete_personal(&self, state_token: &str) -> (u16, Value) {
+        let path = format!(
+            "/v1/personal-connectors/complete-oauth?organization_id={}",
+            self.org
+        );
+        self.post(
+            &path,
+            Some(&self.key),
+            &json!({ "state_token": state_token }),
+        )
+        .await
+    }
+
     /// A second organization with its own key, on the same broker.
     pub async fn other_org(&self) -> (String, String) {
         let org = unique("other");
