@@ -11,7 +11,8 @@ use super::route::{self, Access, OrgFrom, Params, Route};
 use crate::auth::{self, Caller};
 use crate::{App, Result};
 
-/// A function as the request path sees it: its name (the log span), its routes and how it answers.
+/// A function as the request path sees it: its name (the log span) and its routes, whose access
+/// also decides how an error is answered (a page for browser steps, the envelope otherwise).
 pub struct Function<Op: 'static> {
     pub name: &'static str,
     pub routes: &'static [Route<Op>],
