@@ -24,16 +24,7 @@ async fn an_authorized_connection_keeps_its_endpoints_and_each_change_bumps_its_
 
     // Then the connection is authorized at version 1, with the flow's endpoints and the entry's
     // token settings kept on it
-    let read = || async {
-        broker
-            .app
-            .connections
-            .get_connection(&broker.org, &connection_id)
-            .await
-            .unwrap()
-            .unwrap()
-    };
-    let authorized = read().await;
+    let authorized = broker.connection(&connection_id).await;
     assert_eq!(authorized.status, ConnectionStatus::Authorized);
     assert_eq!(authorized.version, 1, "pending (0) -> authorized (1)");
     let endpoints = authorized.endpoints.expect("endpoints kept");
@@ -49,7 +40,7 @@ async fn an_authorized_connection_keeps_its_endpoints_and_each_change_bumps_its_
     assert_eq!(status, 200);
 
     // Then it is active at version 2, and nothing else changed
-    let active = read().await;
+    let active = broker.connection(&connection_id).await;
     assert_eq!(active.status, ConnectionStatus::Active);
     assert_eq!(active.version, 2);
     assert_eq!(active.secret_id, authorized.secret_id);
@@ -90,11 +81,7 @@ async fn a_transition_that_lost_its_race_is_a_conflict_and_changes_nothing(backe
     for outcome in [stale, wrong_status, foreign] {
         assert!(matches!(outcome, Err(Error::Conflict(_))), "{outcome:?}");
     }
-    let unchanged = store
-        .get_connection(&broker.org, &connection_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let unchanged = broker.connection(&connection_id).await;
     assert_eq!(
         (unchanged.status, unchanged.version),
         (ConnectionStatus::Authorized, 1)
@@ -142,13 +129,7 @@ async fn a_flow_outcome_whose_connection_refuses_the_transition_is_not_written_e
     // Then neither half is written: the conflict is reported, the other connection keeps its
     // status, and the flow is still pending, so the browser's callback finishes it normally
     assert!(matches!(outcome, Err(Error::Conflict(_))), "{outcome:?}");
-    let other = broker
-        .app
-        .connections
-        .get_connection(&broker.org, &connection_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let other = broker.connection(&connection_id).await;
     assert_eq!(
         (other.status, other.version),
         (ConnectionStatus::Authorized, 1)

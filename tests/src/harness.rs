@@ -258,6 +258,16 @@ impl Broker {
         .await
     }
 
+    /// The stored connection `id` of the broker's organization, which must exist.
+    pub async fn connection(&self, id: &str) -> broker::connection::Connection {
+        self.app
+            .connections
+            .get_connection(&self.org, id)
+            .await
+            .expect("connection read")
+            .unwrap_or_else(|| panic!("no connection {id}"))
+    }
+
     /// A second organization with its own key, on the same broker.
     pub async fn other_org(&self) -> (String, String) {
         let org = unique("other");
