@@ -94,6 +94,7 @@ fn status_value<T: Serialize>(status: T) -> Result<AttributeValue> {
 
 /// A [`Transition`] as one conditional update of the connection's item.
 struct TransitionExpr {
+    key: Item,
     update: String,
     condition: String,
     names: HashMap<String, String>,
@@ -140,6 +141,7 @@ impl TransitionExpr {
             });
         }
         Ok(TransitionExpr {
+            key: key(keys::connection(&t.organization_id, &t.connection_id)),
             update: format!("SET {}", sets.join(", ")),
             condition,
             names,
@@ -409,10 +411,7 @@ impl FlowStore for DynamoStore {
         let expr = TransitionExpr::of(connection)?;
         let connection = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(key(keys::connection(
-                &connection.organization_id,
-                &connection.connection_id,
-            ))))
+            .set_key(Some(expr.key))
             .update_expression(expr.update)
             .condition_expression(expr.condition)
             .set_expression_attribute_names(Some(expr.names))
@@ -452,10 +451,7 @@ impl ConnectionStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(keys::connection(
-                &t.organization_id,
-                &t.connection_id,
-            ))))
+            .set_key(Some(expr.key))
             .update_expression(expr.update)
             .condition_expression(expr.condition)
             .set_expression_attribute_names(Some(expr.names))
