@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use crate::auth::KnownKeys;
 use crate::config::Backend;
+use crate::connection::DocumentCache;
 use crate::provider::{Catalog, Provider, TokenClient};
 use crate::store::dynamodb::DynamoStore;
 #[cfg(feature = "embedded")]
@@ -46,6 +48,10 @@ pub struct App {
     pub vault: Arc<dyn Vault>,
     pub apps: AppRegistry,
     pub tokens: TokenClient,
+    /// API keys this process found recently.
+    pub known_keys: KnownKeys,
+    /// Token documents read by this process, and its per-connection refresh gates.
+    pub documents: DocumentCache,
     pub clock: Clock,
 }
 
@@ -93,6 +99,8 @@ impl App {
         Ok(App {
             apps: AppRegistry::new(vault.clone(), config.secret_prefix.clone()),
             tokens: TokenClient::new()?,
+            documents: DocumentCache::default(),
+            known_keys: KnownKeys::default(),
             // One backend object serves every port; each handler sees only the port it uses.
             flows: store.clone(),
             connections: store.clone(),

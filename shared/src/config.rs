@@ -44,6 +44,8 @@ pub struct Config {
     pub table: String,
     pub secret_prefix: String,
     pub flow_ttl_secs: i64,
+    /// A token expiring within this many seconds is refreshed before it is handed out.
+    pub refresh_margin_secs: i64,
     pub kms_key_id: Option<String>,
     pub providers_file: Option<PathBuf>,
     pub allow_loopback_http: bool,
@@ -78,6 +80,18 @@ impl Config {
                     )
                 })?,
         };
+        let refresh_margin_secs = match var("BROKER_REFRESH_MARGIN_SECS") {
+            None => 300,
+            Some(v) => v
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (0..=3_600).contains(n))
+                .ok_or_else(|| {
+                    Error::validation(
+                        "BROKER_REFRESH_MARGIN_SECS must be a number of seconds, 0..=3600",
+                    )
+                })?,
+        };
         let allow_loopback_http = match var("BROKER_ALLOW_LOOPBACK_HTTP").as_deref() {
             None | Some("0") | Some("false") => false,
             Some("1") | Some("true") => true,
@@ -96,6 +110,7 @@ impl Config {
                 .trim_end_matches('/')
                 .to_string(),
             flow_ttl_secs,
+            refresh_margin_secs,
             kms_key_id: var("BROKER_KMS_KEY_ID"),
             providers_file: var("BROKER_PROVIDERS_FILE").map(PathBuf::from),
             allow_loopback_http,
@@ -201,6 +216,21 @@ mod tests {
         );
         assert_eq!(c.flow_ttl_secs, 600);
         assert!(c.secure_cookies());
+    }
+
+    #[test]
+    fn refresh_margin_defaults_and_is_validated() {
+        let base = ("BROKER_PUBLIC_URL", "https://x.example");
+        assert_eq!(config(&[base]).unwrap().refresh_margin_secs, 300);
+        assert_eq!(
+            config(&[base, ("BROKER_REFRESH_MARGIN_SECS", "60")])
+                .unwrap()
+                .refresh_margin_secs,
+            60
+        );
+        for bad in ["-1", "soon", "86400"] {
+            assert!(config(&[base, ("BROKER_REFRESH_MARGIN_SECS", bad)]).is_err());
+        }
     }
 
     #[test]

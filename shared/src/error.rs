@@ -32,6 +32,9 @@ pub enum Error {
     /// A conditional change lost a race: the item is no longer in the state the change starts from.
     #[error("conflict: {0}")]
     Conflict(&'static str),
+    /// The provider no longer accepts the connection's refresh token: only a reconnect helps.
+    #[error("reauthorization required")]
+    ReauthorizationRequired,
     /// The provider refused the code or answered garbage; carries only the provider's `error` code.
     #[error("provider token exchange failed: {error}")]
     ProviderFailed { error: String },

@@ -16,7 +16,7 @@ impl Error {
             Error::Unauthenticated => StatusCode::UNAUTHORIZED,
             Error::Forbidden => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Conflict(_) | Error::ReauthorizationRequired => StatusCode::CONFLICT,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -34,6 +34,7 @@ impl Error {
             Error::Forbidden => "FORBIDDEN",
             Error::NotFound(_) => "NOT_FOUND",
             Error::Conflict(_) => "CONFLICT",
+            Error::ReauthorizationRequired => "REAUTHORIZATION_REQUIRED",
             Error::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Error::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Error::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
@@ -75,6 +76,10 @@ impl Error {
                 format!("Conflict: {what}."),
                 Value::Null,
             ),
+            Error::ReauthorizationRequired => plain(
+                "The provider no longer accepts this connection; reconnect it.",
+                "The provider refused the refresh token (invalid_grant).",
+            ),
             Error::MethodNotAllowed => plain(
                 "Method not allowed.",
                 "This route does not accept this method.",
@@ -87,6 +92,15 @@ impl Error {
                 "Unsupported media type.",
                 "Send Content-Type: application/json.",
             ),
+            Error::ProviderFailed { error }
+                if matches!(error.as_str(), "invalid_client" | "unauthorized_client") =>
+            {
+                (
+                    "The provider refused the app's client credentials; check them (brokerctl app set).".into(),
+                    format!("Token request refused: {error}"),
+                    json!({ "provider_error": error }),
+                )
+            }
             Error::ProviderFailed { error } => (
                 "The provider refused the authorization.".into(),
                 format!("Token exchange failed: {error}"),

@@ -25,6 +25,8 @@ pub struct Call<Op> {
     /// The key's holder, on API routes.
     pub caller: Option<Caller>,
     pub req: Request,
+    /// The request id, as in the logs and error envelopes.
+    pub trace_id: String,
 }
 
 impl<Op> Call<Op> {
@@ -67,6 +69,7 @@ where
             params,
             caller,
             req,
+            trace_id: trace_id.clone(),
         })
         .await
     }
@@ -83,7 +86,7 @@ where
 
 /// Authenticates the key and checks the organization the route names against it.
 async fn admit(app: &App, req: &Request, org_from: OrgFrom, params: &Params) -> Result<Caller> {
-    let caller = auth::authenticate(app.keys.as_ref(), req).await?;
+    let caller = auth::authenticate(app.keys.as_ref(), &app.known_keys, req).await?;
     let named = match org_from {
         OrgFrom::Key => None,
         OrgFrom::Path => params.get("organization_id").cloned(),

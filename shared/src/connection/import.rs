@@ -3,9 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{
-    Connection, ConnectionStatus, TokenOwner, TokenSettings, new_connection_id, write_tokens,
-};
+use super::{Connection, ConnectionStatus, TokenOwner, TokenSettings, write_tokens};
 use crate::auth::Caller;
 use crate::crypto::random_bytes;
 use crate::provider::TokenSet;
@@ -42,16 +40,7 @@ pub async fn import(app: &App, caller: &Caller, req: Import) -> Result<Connectio
         .map_err(|_| Error::field("source", "is not a known provider"))?;
     let now = app.clock.now();
     let mut connection = Connection {
-        id: new_connection_id(),
-        organization_id: caller.organization_id.clone(),
-        workspace_id: None,
-        user_id: caller.user_id,
-        provider: provider.slug.clone(),
-        status: ConnectionStatus::Active,
-        secret_id: None,
         identifier: Some(req.identifier),
-        version: 0,
-        scopes: vec![],
         token_expires_at: req.expires,
         // Untemplated entries resolve without inputs; a templated one has no host to keep.
         endpoints: provider
@@ -59,8 +48,14 @@ pub async fn import(app: &App, caller: &Caller, req: Import) -> Result<Connectio
             .ok(),
         token_settings: Some(TokenSettings::of(provider)),
         numeric_id: Some(new_numeric_id()?),
-        created_at: now,
-        updated_at: now,
+        ..Connection::new(
+            &caller.organization_id,
+            None,
+            caller.user_id,
+            &provider.slug,
+            ConnectionStatus::Active,
+            now,
+        )
     };
     if let Some(access_token) = req.access_token.filter(|t| !t.expose().is_empty()) {
         let tokens = TokenSet {

@@ -1,7 +1,20 @@
-use serde::Serialize;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::{Connection, ConnectionStatus, TokenSettings};
 use crate::provider::Endpoints;
+
+/// A refresh in progress: its holder and until when others leave the tokens to it. The lease is
+/// data, not a lock: taking it is a [`Transition`] fenced by the version, so two processes that
+/// read the same version cannot both take it, and a lapsed holder's late write is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub owner: String,
+    /// Epoch seconds.
+    pub until: i64,
+}
 
 /// One status change of one connection, and the only way a status changes: conditional on the
 /// statuses it may start from (and, when the caller read the connection first, on its version),
@@ -25,14 +38,28 @@ pub struct Transition {
 pub struct Change {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret_id: Option<String>,
+    /// `Some(None)`: the expiry is now unknown (a refreshed token without `expires_in`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub token_expires_at: Option<i64>,
+    pub token_expires_at: Option<Option<i64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scopes: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<Endpoints>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_settings: Option<TokenSettings>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<BTreeMap<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_refreshed_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_failures: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_retry_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_lease: Option<Lease>,
+    /// Removes the refresh lease (DynamoDB: a `REMOVE`, hence not serialized).
+    #[serde(skip)]
+    pub release_lease: bool,
 }
 
 impl Transition {
@@ -75,6 +102,12 @@ impl Transition {
             scopes,
             endpoints,
             token_settings,
+            metadata,
+            last_refreshed_at,
+            refresh_failures,
+            refresh_retry_at,
+            refresh_lease,
+            release_lease,
         } = self.change.clone();
         connection.status = self.to;
         connection.version += 1;
@@ -82,8 +115,8 @@ impl Transition {
         if secret_id.is_some() {
             connection.secret_id = secret_id;
         }
-        if token_expires_at.is_some() {
-            connection.token_expires_at = token_expires_at;
+        if let Some(expires_at) = token_expires_at {
+            connection.token_expires_at = expires_at;
         }
         if let Some(scopes) = scopes {
             connection.scopes = scopes;
@@ -93,6 +126,24 @@ impl Transition {
         }
         if token_settings.is_some() {
             connection.token_settings = token_settings;
+        }
+        if let Some(metadata) = metadata {
+            connection.metadata = metadata;
+        }
+        if last_refreshed_at.is_some() {
+            connection.last_refreshed_at = last_refreshed_at;
+        }
+        if let Some(failures) = refresh_failures {
+            connection.refresh_failures = failures;
+        }
+        if refresh_retry_at.is_some() {
+            connection.refresh_retry_at = refresh_retry_at;
+        }
+        if refresh_lease.is_some() {
+            connection.refresh_lease = refresh_lease;
+        }
+        if release_lease {
+            connection.refresh_lease = None;
         }
         true
     }
@@ -106,28 +157,14 @@ mod tests {
     fn pending() -> Connection {
         Connection {
             id: "conn_1".into(),
-            organization_id: "org".into(),
-            workspace_id: None,
-            user_id: 0,
-            provider: "fake".into(),
-            status: ConnectionStatus::Pending,
-            version: 0,
-            secret_id: None,
-            identifier: None,
-            scopes: vec![],
-            token_expires_at: None,
-            endpoints: None,
-            token_settings: None,
-            numeric_id: None,
-            created_at: 1,
-            updated_at: 1,
+            ..Connection::new("org", None, 0, "fake", ConnectionStatus::Pending, 1)
         }
     }
 
     fn full_change() -> Change {
         Change {
             secret_id: Some("s".into()),
-            token_expires_at: Some(9),
+            token_expires_at: Some(Some(9)),
             scopes: Some(vec!["a".into()]),
             endpoints: Some(Endpoints {
                 authorization_url: "https://a.example/auth".into(),
@@ -139,6 +176,18 @@ mod tests {
                 client_auth: ClientAuth::Post,
                 token_body: TokenBody::Json,
             }),
+            metadata: Some(BTreeMap::from([(
+                "instance_url".into(),
+                "https://x".into(),
+            )])),
+            last_refreshed_at: Some(8),
+            refresh_failures: Some(2),
+            refresh_retry_at: Some(7),
+            refresh_lease: Some(Lease {
+                owner: "me".into(),
+                until: 6,
+            }),
+            release_lease: false,
         }
     }
 

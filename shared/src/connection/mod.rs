@@ -2,22 +2,34 @@
 //! This room owns its lifecycle: the store port, the one conditional [`Transition`] through which
 //! every status change goes, and the token document written to the vault.
 
+mod access;
+mod document;
 mod import;
 mod lifecycle;
+mod listing;
+mod refresh;
 mod store;
 mod tokens;
 
+pub use access::{AccessToken, get, token};
+pub use document::DocumentCache;
 pub use import::{Import, import};
-pub use lifecycle::{Change, Transition};
+pub use lifecycle::{Change, Lease, Transition};
+pub use listing::{ListFilters, ListQuery, Page, list, list_key};
+pub use refresh::{LEASE_SECS, RETRY_AFTER_FAILURE_SECS};
 pub use store::ConnectionStore;
-pub use tokens::{TokenOwner, write_tokens};
+pub use tokens::{TokenOwner, granted_scopes, rewrite_tokens, write_tokens};
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use crate::provider::{ClientAuth, Endpoints, Provider, TokenBody};
+use crate::provider::Endpoints;
+pub use crate::provider::TokenSettings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum ConnectionStatus {
     /// A flow was started; no tokens yet.
     Pending,
@@ -26,22 +38,28 @@ pub enum ConnectionStatus {
     /// The platform completed the flow (personal completion, source created).
     Active,
     Failed,
+    /// The provider no longer accepts the refresh token (`invalid_grant`): reconnect it.
+    ReauthorizationRequired,
     Revoked,
 }
 
-/// How the provider's token endpoint wants to be spoken to, copied from its catalog entry when
-/// the connection is authorized: a later refresh or revocation speaks the same way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenSettings {
-    pub client_auth: ClientAuth,
-    pub token_body: TokenBody,
-}
+impl ConnectionStatus {
+    /// Statuses whose tokens may be handed out and refreshed.
+    pub const USABLE: &'static [ConnectionStatus] =
+        &[ConnectionStatus::Authorized, ConnectionStatus::Active];
 
-impl TokenSettings {
-    pub fn of(provider: &Provider) -> Self {
-        TokenSettings {
-            client_auth: provider.client_auth,
-            token_body: provider.token_body,
+    pub fn parse(s: &str) -> Option<Self> {
+        serde_json::from_value(Value::String(s.to_string())).ok()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionStatus::Pending => "pending",
+            ConnectionStatus::Authorized => "authorized",
+            ConnectionStatus::Active => "active",
+            ConnectionStatus::Failed => "failed",
+            ConnectionStatus::ReauthorizationRequired => "reauthorization_required",
+            ConnectionStatus::Revoked => "revoked",
         }
     }
 }
@@ -65,10 +83,28 @@ pub struct Connection {
     pub secret_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identifier: Option<String>,
+    /// Granted scopes (the provider's answer, or what was asked when it did not say).
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// What the flow asked for.
+    #[serde(default)]
+    pub requested_scopes: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_expires_at: Option<i64>,
+    /// Kept provider fields (`instance_url`, `realmId`, ...): never a token.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_refreshed_at: Option<i64>,
+    /// Refresh failures since the last success.
+    #[serde(default)]
+    pub refresh_failures: u32,
+    /// After a failed refresh, no new attempt before this time (epoch seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_retry_at: Option<i64>,
+    /// Who is refreshing the tokens, until when (DESIGN §9.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_lease: Option<Lease>,
     /// The flow's resolved endpoints (templated hosts filled in), kept once authorized.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<Endpoints>,
@@ -80,6 +116,43 @@ pub struct Connection {
     pub numeric_id: Option<u64>,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+impl Connection {
+    /// A new connection (version 0) with nothing refreshed, kept or resolved yet.
+    pub fn new(
+        organization_id: &str,
+        workspace_id: Option<String>,
+        user_id: u64,
+        provider: &str,
+        status: ConnectionStatus,
+        now: i64,
+    ) -> Self {
+        Connection {
+            id: new_connection_id(),
+            organization_id: organization_id.to_string(),
+            workspace_id,
+            user_id,
+            provider: provider.to_string(),
+            status,
+            version: 0,
+            secret_id: None,
+            identifier: None,
+            scopes: vec![],
+            requested_scopes: vec![],
+            token_expires_at: None,
+            metadata: BTreeMap::new(),
+            last_refreshed_at: None,
+            refresh_failures: 0,
+            refresh_retry_at: None,
+            refresh_lease: None,
+            endpoints: None,
+            token_settings: None,
+            numeric_id: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
 }
 
 /// Connection ids are opaque and unguessable; lookups are scoped by organization anyway.
@@ -100,5 +173,18 @@ mod tests {
         });
         let c: Connection = serde_json::from_value(old).unwrap();
         assert_eq!((c.version, c.endpoints, c.token_settings), (0, None, None));
+        assert_eq!((c.refresh_failures, c.refresh_lease), (0, None));
+    }
+
+    #[test]
+    fn statuses_read_and_print_alike() {
+        for s in [
+            ConnectionStatus::Pending,
+            ConnectionStatus::ReauthorizationRequired,
+            ConnectionStatus::Revoked,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(ConnectionStatus::parse(s.as_str()), Some(s));
+        }
     }
 }

@@ -1,6 +1,6 @@
 use async_trait::async_trait;
 
-use super::{Connection, Transition};
+use super::{Connection, ListQuery, Transition};
 use crate::Result;
 
 /// The connection port. A pending connection is written with its flow
@@ -18,4 +18,8 @@ pub trait ConnectionStore: Send + Sync {
     /// does not admit it (missing, another status, another version) is [`crate::Error::Conflict`]:
     /// a lost race is seen by the caller, never overwritten.
     async fn transition(&self, transition: &Transition) -> Result<Connection>;
+
+    /// Up to `query.limit` connections, newest first, from an index (never a scan of every
+    /// item), and whether more follow.
+    async fn list_connections(&self, query: &ListQuery) -> Result<(Vec<Connection>, bool)>;
 }

@@ -34,3 +34,39 @@ pub async fn write_tokens(
         .put_secret(&name, &document, &tags, &sha256_hex(idempotency))
         .await
 }
+
+/// A token response's `scope` as a list (providers separate with spaces or commas).
+pub fn granted_scopes(scope: &str) -> Vec<String> {
+    scope
+        .split([' ', ','])
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+impl<'a> TokenOwner<'a> {
+    pub fn of(c: &'a super::Connection) -> Self {
+        TokenOwner {
+            organization_id: &c.organization_id,
+            workspace_id: c.workspace_id.as_deref(),
+            provider: &c.provider,
+            connection_id: &c.id,
+        }
+    }
+}
+
+/// A new version of an existing token document (a refresh): `idempotency` names the refresh, so
+/// a retried write is one version.
+pub async fn rewrite_tokens(
+    vault: &dyn Vault,
+    secret_prefix: &str,
+    owner: TokenOwner<'_>,
+    tokens: &TokenSet,
+    idempotency: &str,
+) -> Result<()> {
+    let name = names::connection(secret_prefix, owner.organization_id, owner.connection_id);
+    let document = Sensitive::new(serde_json::to_string(tokens).map_err(Error::internal)?);
+    vault
+        .update_secret(&name, &document, &sha256_hex(idempotency))
+        .await
+}

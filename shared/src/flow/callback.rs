@@ -5,7 +5,7 @@ use url::Url;
 
 use super::{Claim, Flow, FlowKind, FlowStatus, StateToken, binding_cookie_name, is_handle};
 use crate::connection::{
-    Change, ConnectionStatus, TokenOwner, TokenSettings, Transition, write_tokens,
+    Change, ConnectionStatus, TokenOwner, TokenSettings, Transition, granted_scopes, write_tokens,
 };
 use crate::crypto::{random_token, sha256_hex};
 use crate::provider::{Provider, TokenSet};
@@ -149,6 +149,7 @@ async fn redeem(
     let mut tokens = app
         .tokens
         .exchange_code(
+            app.clock.now(),
             provider,
             &flow.endpoints,
             &credentials,
@@ -200,16 +201,12 @@ async fn store(app: &App, flow: &Flow, provider: &Provider, tokens: &TokenSet) -
     );
     authorized.change = Change {
         secret_id: Some(secret_id.clone()),
-        token_expires_at: tokens.expires_at,
-        scopes: tokens.scope.as_ref().map(|scope| {
-            scope
-                .split([' ', ','])
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect()
-        }),
+        token_expires_at: Some(tokens.expires_at),
+        scopes: tokens.scope.as_deref().map(granted_scopes),
         endpoints: Some(flow.endpoints.clone()),
         token_settings: Some(TokenSettings::of(provider)),
+        metadata: Some(tokens.metadata.clone()),
+        ..Change::default()
     };
     app.flows
         .finish_flow(&flow.key, FlowStatus::Completed, &authorized)

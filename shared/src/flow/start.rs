@@ -5,7 +5,7 @@ use url::Url;
 
 use super::{Flow, FlowKind, FlowStatus};
 use crate::auth::Caller;
-use crate::connection::{Connection, ConnectionStatus, new_connection_id};
+use crate::connection::{Connection, ConnectionStatus};
 use crate::crypto::{random_token, sha256_hex};
 use crate::redirect::RedirectUrl;
 use crate::secret::Sensitive;
@@ -64,22 +64,16 @@ pub async fn start(app: &App, caller: &Caller, req: StartRequest) -> Result<Star
     let now = app.clock.now();
     let expires_at = now + app.config.flow_ttl_secs;
     let connection = Connection {
-        id: new_connection_id(),
-        organization_id: org.id.clone(),
-        workspace_id: req.workspace_id.clone(),
-        user_id: caller.user_id,
-        provider: provider.slug.clone(),
-        status: ConnectionStatus::Pending,
-        version: 0,
-        secret_id: None,
-        identifier: None,
         scopes: scopes.clone(),
-        token_expires_at: None,
-        endpoints: None,
-        token_settings: None,
-        numeric_id: None,
-        created_at: now,
-        updated_at: now,
+        requested_scopes: scopes.clone(),
+        ..Connection::new(
+            &org.id,
+            req.workspace_id.clone(),
+            caller.user_id,
+            &provider.slug,
+            ConnectionStatus::Pending,
+            now,
+        )
     };
     let pkce_verifier = provider
         .uses_pkce()

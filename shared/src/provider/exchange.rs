@@ -13,13 +13,13 @@ use oauth2::basic::{
 use oauth2::reqwest;
 use oauth2::{
     AsyncHttpClient, AuthType, AuthorizationCode, ClientId, ClientSecret, ExtraTokenFields,
-    HttpClientError, HttpRequest, HttpResponse, PkceCodeVerifier, RedirectUrl, RequestTokenError,
-    StandardRevocableToken, StandardTokenResponse, TokenResponse, TokenUrl,
+    HttpClientError, HttpRequest, HttpResponse, PkceCodeVerifier, RedirectUrl, RefreshToken,
+    RequestTokenError, StandardRevocableToken, StandardTokenResponse, TokenResponse, TokenUrl,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{ClientAuth, Endpoints, Provider, quirks};
+use super::{ClientAuth, Endpoints, Provider, TokenSettings, quirks};
 use crate::secret::Sensitive;
 use crate::vault::AppCredentials;
 use crate::{Error, Result};
@@ -76,9 +76,12 @@ impl TokenClient {
         Ok(TokenClient { http })
     }
 
-    /// Redeems an authorization code at the token endpoint recorded in the flow.
+    /// Redeems an authorization code at the token endpoint recorded in the flow; `now` dates
+    /// the expiry.
+    #[allow(clippy::too_many_arguments)]
     pub async fn exchange_code(
         &self,
+        now: i64,
         provider: &Provider,
         endpoints: &Endpoints,
         credentials: &AppCredentials,
@@ -86,26 +89,9 @@ impl TokenClient {
         pkce_verifier: Option<&str>,
         redirect_uri: &str,
     ) -> Result<TokenSet> {
-        let token_url = TokenUrl::new(endpoints.token_url.clone())
-            .map_err(|e| Error::internal(format!("token url: {e}")))?;
         let redirect = RedirectUrl::new(redirect_uri.to_string())
             .map_err(|e| Error::internal(format!("redirect uri: {e}")))?;
-        let client = oauth2::Client::<
-            BasicErrorResponse,
-            ProviderTokenResponse,
-            BasicTokenIntrospectionResponse,
-            StandardRevocableToken,
-            BasicRevocationErrorResponse,
-        >::new(ClientId::new(credentials.client_id.clone()))
-        .set_client_secret(ClientSecret::new(
-            credentials.client_secret.expose().clone(),
-        ))
-        .set_token_uri(token_url)
-        .set_redirect_uri(redirect)
-        .set_auth_type(match provider.client_auth {
-            ClientAuth::Basic => AuthType::BasicAuth,
-            ClientAuth::Post => AuthType::RequestBody,
-        });
+        let client = oauth_client(provider, endpoints, credentials)?.set_redirect_uri(redirect);
         let mut request = client.exchange_code(AuthorizationCode::new(code.to_string()));
         for (name, value) in &provider.token_params {
             request = request.add_extra_param(name.clone(), value.clone());
@@ -113,33 +99,104 @@ impl TokenClient {
         if let Some(verifier) = pkce_verifier {
             request = request.set_pkce_verifier(PkceCodeVerifier::new(verifier.to_string()));
         }
-        let http = QuirkClient {
+        let http = self.through(provider);
+        let response = request.request_async(&http).await.map_err(provider_error)?;
+        Ok(token_set(now, provider, &response))
+    }
+
+    /// Trades a refresh token for new tokens at the connection's kept token endpoint, speaking
+    /// the way the connection was authorized (`settings`) with the entry's response quirks.
+    pub async fn refresh(
+        &self,
+        now: i64,
+        provider: &Provider,
+        endpoints: &Endpoints,
+        settings: Option<TokenSettings>,
+        credentials: &AppCredentials,
+        refresh_token: &str,
+    ) -> Result<TokenSet> {
+        let mut provider = provider.clone();
+        if let Some(settings) = settings {
+            provider.client_auth = settings.client_auth;
+            provider.token_body = settings.token_body;
+        }
+        let client = oauth_client(&provider, endpoints, credentials)?;
+        let token = RefreshToken::new(refresh_token.to_string());
+        let http = self.through(&provider);
+        let response = client
+            .exchange_refresh_token(&token)
+            .request_async(&http)
+            .await
+            .map_err(provider_error)?;
+        Ok(token_set(now, &provider, &response))
+    }
+
+    fn through(&self, provider: &Provider) -> QuirkClient {
+        QuirkClient {
             client: self.clone(),
             provider: provider.clone(),
-        };
-        let response = request.request_async(&http).await.map_err(provider_error)?;
-        let now = chrono::Utc::now().timestamp();
-        let extra = &response.extra_fields().fields;
-        Ok(TokenSet {
-            access_token: Sensitive::new(response.access_token().secret().clone()),
-            refresh_token: response
-                .refresh_token()
-                .map(|t| Sensitive::new(t.secret().clone())),
-            token_type: response.token_type().as_ref().to_string(),
-            expires_at: response
-                .expires_in()
-                .map(|d| now + i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2)),
-            // RFC 6749's space-separated form, whatever the provider's separator.
-            scope: response
-                .scopes()
-                .map(|s| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")),
-            provider: provider.slug.clone(),
-            metadata: provider
-                .keep_token_fields
-                .iter()
-                .filter_map(|k| extra.get(k).map(|v| (k.clone(), v.clone())))
-                .collect(),
-        })
+        }
+    }
+}
+
+type OauthClient = oauth2::Client<
+    BasicErrorResponse,
+    ProviderTokenResponse,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointSet,
+>;
+
+/// The app's client at `endpoints`' token URL, authenticating the entry's way.
+fn oauth_client(
+    provider: &Provider,
+    endpoints: &Endpoints,
+    credentials: &AppCredentials,
+) -> Result<OauthClient> {
+    let token_url = TokenUrl::new(endpoints.token_url.clone())
+        .map_err(|e| Error::internal(format!("token url: {e}")))?;
+    Ok(
+        oauth2::Client::new(ClientId::new(credentials.client_id.clone()))
+            .set_client_secret(ClientSecret::new(
+                credentials.client_secret.expose().clone(),
+            ))
+            .set_token_uri(token_url)
+            .set_auth_type(match provider.client_auth {
+                ClientAuth::Basic => AuthType::BasicAuth,
+                ClientAuth::Post => AuthType::RequestBody,
+            }),
+    )
+}
+
+/// A token response as the stored document: expiry from `expires_in` (or the entry's declared
+/// lifetime), scopes space-separated, the entry's kept fields.
+fn token_set(now: i64, provider: &Provider, response: &ProviderTokenResponse) -> TokenSet {
+    let extra = &response.extra_fields().fields;
+    TokenSet {
+        access_token: Sensitive::new(response.access_token().secret().clone()),
+        refresh_token: response
+            .refresh_token()
+            .map(|t| Sensitive::new(t.secret().clone())),
+        token_type: response.token_type().as_ref().to_string(),
+        expires_at: response
+            .expires_in()
+            .map(|d| now + i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2))
+            .or(provider.token_lifetime_secs.map(|l| now + l)),
+        // RFC 6749's space-separated form, whatever the provider's separator.
+        scope: response
+            .scopes()
+            .map(|s| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")),
+        provider: provider.slug.clone(),
+        metadata: provider
+            .keep_token_fields
+            .iter()
+            .filter_map(|k| extra.get(k).map(|v| (k.clone(), v.clone())))
+            .collect(),
     }
 }
 

@@ -86,6 +86,27 @@ pub struct Provider {
     /// A token response whose field is `false` is an error, whatever its HTTP status (Slack: `ok`).
     #[serde(default)]
     pub success_field: Option<String>,
+    /// Access-token lifetime the provider documents but does not send (no `expires_in`, e.g.
+    /// Salesforce's session timeout): the expiry is counted from issue, so refresh can plan.
+    #[serde(default)]
+    pub token_lifetime_secs: Option<i64>,
+}
+
+/// How the provider's token endpoint wants to be spoken to, copied from its catalog entry when
+/// the connection is authorized: a later refresh or revocation speaks the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenSettings {
+    pub client_auth: ClientAuth,
+    pub token_body: TokenBody,
+}
+
+impl TokenSettings {
+    pub fn of(provider: &Provider) -> Self {
+        TokenSettings {
+            client_auth: provider.client_auth,
+            token_body: provider.token_body,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 
 use super::{ConnectionStore, FlowStore, KeyStore, OrgStore, SourceStore, StateTokenStore, keys};
 use crate::auth::ApiKeyRecord;
-use crate::connection::{Connection, Transition};
+use crate::connection::{Connection, ListQuery, Transition};
 use crate::flow::{Claim, Flow, FlowStatus, StateToken};
 use crate::org::Org;
 use crate::source::Source;
@@ -88,6 +88,7 @@ impl Db {
         )
         .map_err(db_err)?;
         add_expiry_index(&conn).map_err(db_err)?;
+        add_listing_index(&conn).map_err(db_err)?;
         let db = Arc::new(Db {
             conn: Mutex::new(conn),
         });
@@ -212,6 +213,27 @@ fn add_expiry_index(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     }
     conn.execute_batch(
         "CREATE INDEX IF NOT EXISTS items_expiry ON items (expires_at) WHERE expires_at IS NOT NULL",
+    )
+}
+
+/// Connection items' organization and listing order as indexed columns computed from their JSON,
+/// so a listing reads one organization's connections in order, never the whole table.
+fn add_listing_index(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let has_column = conn
+        .prepare("SELECT 1 FROM pragma_table_xinfo('items') WHERE name = 'conn_org'")?
+        .exists([])?;
+    if !has_column {
+        conn.execute_batch(
+            "ALTER TABLE items ADD COLUMN conn_org TEXT GENERATED ALWAYS AS \
+               (CASE WHEN substr(pk, 1, 5) = 'CONN#' THEN json_extract(data, '$.organization_id') END) VIRTUAL;
+             ALTER TABLE items ADD COLUMN conn_sort TEXT GENERATED ALWAYS AS \
+               (CASE WHEN substr(pk, 1, 5) = 'CONN#' THEN printf('%020d#%s', \
+                  max(json_extract(data, '$.created_at'), 0), json_extract(data, '$.id')) END) VIRTUAL;",
+        )?;
+    }
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS items_connections ON items (conn_org, conn_sort) \
+         WHERE conn_org IS NOT NULL",
     )
 }
 
@@ -381,6 +403,40 @@ impl ConnectionStore for EmbeddedStore {
 
     async fn get_connection(&self, organization_id: &str, id: &str) -> Result<Option<Connection>> {
         self.db.get(&keys::connection(organization_id, id))
+    }
+
+    async fn list_connections(&self, q: &ListQuery) -> Result<(Vec<Connection>, bool)> {
+        let workspaces = q.workspaces.as_ref().map(to_json).transpose()?;
+        let rows: Vec<String> = self.db.with(|c| {
+            c.prepare_cached(
+                "SELECT data FROM items WHERE conn_org = ?1 \
+                   AND (?2 IS NULL OR conn_sort < ?2) \
+                   AND (?3 IS NULL OR json_extract(data, '$.workspace_id') IN \
+                        (SELECT value FROM json_each(?3))) \
+                   AND (?4 IS NULL OR json_extract(data, '$.provider') = ?4) \
+                   AND (?5 IS NULL OR json_extract(data, '$.status') = ?5) \
+                 ORDER BY conn_sort DESC LIMIT ?6",
+            )?
+            .query_map(
+                params![
+                    q.organization_id,
+                    q.before,
+                    workspaces,
+                    q.provider,
+                    q.status.map(|s| s.as_str()),
+                    (q.limit + 1) as i64
+                ],
+                |r| r.get(0),
+            )?
+            .collect()
+        })?;
+        let mut found = rows
+            .iter()
+            .map(|d| serde_json::from_str(d).map_err(db_err))
+            .collect::<Result<Vec<Connection>>>()?;
+        let more = found.len() > q.limit;
+        found.truncate(q.limit);
+        Ok((found, more))
     }
 }
 

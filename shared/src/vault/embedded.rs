@@ -96,6 +96,33 @@ impl Vault for EmbeddedVault {
         Ok(name.to_string())
     }
 
+    async fn update_secret(
+        &self,
+        name: &str,
+        value: &Sensitive<String>,
+        request_token: &str,
+    ) -> Result<()> {
+        if self.get_secret(name).await?.is_none() {
+            return Err(Error::internal(format!(
+                "vault: no secret {name} to update"
+            )));
+        }
+        let tags: Option<String> = self.db.with(|c| {
+            c.prepare_cached("SELECT tags FROM secrets WHERE name = ?1")?
+                .query_row([name], |r| r.get(0))
+                .optional()
+        })?;
+        let tags: Vec<(String, String)> = serde_json::from_str::<
+            std::collections::BTreeMap<String, String>,
+        >(tags.as_deref().unwrap_or("{}"))
+        .map_err(Error::internal)?
+        .into_iter()
+        .collect();
+        let tags: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self.put_secret(name, value, &tags, request_token).await?;
+        Ok(())
+    }
+
     async fn get_secret(&self, name: &str) -> Result<Option<Sensitive<String>>> {
         let row: Option<(Vec<u8>, Vec<u8>)> = self.db.with(|c| {
             c.prepare_cached("SELECT nonce, ciphertext FROM secrets WHERE name = ?1")?

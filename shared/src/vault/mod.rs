@@ -28,6 +28,14 @@ pub trait Vault: Send + Sync {
         request_token: &str,
     ) -> Result<String>;
 
+    /// A new version of the existing secret `name`; `request_token` makes a retry a no-op.
+    async fn update_secret(
+        &self,
+        name: &str,
+        value: &Sensitive<String>,
+        request_token: &str,
+    ) -> Result<()>;
+
     async fn get_secret(&self, name: &str) -> Result<Option<Sensitive<String>>>;
 }
 

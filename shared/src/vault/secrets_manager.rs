@@ -67,6 +67,23 @@ impl Vault for SecretsManagerVault {
         }
     }
 
+    async fn update_secret(
+        &self,
+        name: &str,
+        value: &Sensitive<String>,
+        request_token: &str,
+    ) -> Result<()> {
+        self.client
+            .put_secret_value()
+            .secret_id(name)
+            .secret_string(value.expose())
+            .client_request_token(request_token)
+            .send()
+            .await
+            .map_err(|e| sdk_error("PutSecretValue", e))?;
+        Ok(())
+    }
+
     async fn get_secret(&self, name: &str) -> Result<Option<Sensitive<String>>> {
         match self.client.get_secret_value().secret_id(name).send().await {
             Ok(out) => Ok(out.secret_string.map(Sensitive::new)),

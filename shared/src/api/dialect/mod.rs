@@ -5,6 +5,7 @@
 pub mod airbyte;
 pub mod aitronos;
 pub mod authentik;
+pub mod broker;
 
 use std::collections::BTreeMap;
 
