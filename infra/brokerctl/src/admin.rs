@@ -3,7 +3,10 @@
 use std::io::Read;
 use std::sync::Arc;
 
-use broker::auth::new_api_key;
+use broker::api::dialect::broker as shapes;
+use broker::api::dialect::rfc3339;
+use broker::auth::{Caller, new_api_key};
+use broker::connection::{self, ListFilters};
 use broker::org::Org;
 use broker::provider::Catalog;
 use broker::redirect::RedirectUrl;
@@ -111,6 +114,79 @@ impl Admin {
             .await?;
         Ok(name)
     }
+}
+
+/// What `brokerctl connections list` asks for.
+pub struct ListArgs {
+    pub org: String,
+    pub filters: ListFilters,
+    pub json: bool,
+}
+
+impl Admin {
+    /// The core over this backend, for the commands that run its steps (reading tokens refreshes
+    /// them): the catalog as `serve` loads it, with the sandbox on the embedded backend.
+    fn app(&self) -> Result<App> {
+        let extra = match self.config.backend {
+            broker::config::Backend::Embedded => {
+                vec![crate::sandbox::provider(&self.config.public_url)]
+            }
+            broker::config::Backend::Aws => vec![],
+        };
+        App::assemble(
+            self.config.clone(),
+            extra,
+            self.store.clone(),
+            self.vault.clone(),
+        )
+    }
+
+    /// One line per connection (or the API's JSON), newest first, and the next page's cursor.
+    pub async fn connections_list(&self, args: ListArgs) -> Result<String> {
+        let caller = Caller::operator(&args.org);
+        let page = connection::list(self.store.as_ref(), &caller, args.filters).await?;
+        if args.json {
+            return pretty(&shapes::listed_body(&page));
+        }
+        let when = |t: Option<i64>| t.map(rfc3339).unwrap_or_else(|| "-".into());
+        let mut out = format!(
+            "{:<38} {:<16} {:<16} {:<24} {:<21} {}\n",
+            "ID", "PROVIDER", "WORKSPACE", "STATUS", "TOKEN EXPIRES", "LAST REFRESH"
+        );
+        for c in &page.connections {
+            out.push_str(&format!(
+                "{:<38} {:<16} {:<16} {:<24} {:<21} {}\n",
+                c.id,
+                c.provider,
+                c.workspace_id.as_deref().unwrap_or("-"),
+                c.status.as_str(),
+                when(c.token_expires_at),
+                when(c.last_refreshed_at),
+            ));
+        }
+        if let Some(next) = &page.next_cursor {
+            out.push_str(&format!("next page: --cursor {next}\n"));
+        }
+        Ok(out)
+    }
+
+    /// One connection as the API shows it.
+    pub async fn connections_show(&self, org: &str, id: &str) -> Result<String> {
+        let app = self.app()?;
+        let c = connection::get(&app, &Caller::operator(org), id).await?;
+        pretty(&shapes::connection_body(&c))
+    }
+
+    /// The connection's access token as the token route answers it, refreshed when due.
+    pub async fn connections_token(&self, org: &str, id: &str, force: bool) -> Result<String> {
+        let app = self.app()?;
+        let t = connection::token(&app, &Caller::operator(org), id, force, "brokerctl").await?;
+        pretty(&shapes::token_body(&t))
+    }
+}
+
+fn pretty(value: &serde_json::Value) -> Result<String> {
+    serde_json::to_string_pretty(value).map_err(Error::internal)
 }
 
 /// One line per provider: slug, name and the quirks that set it apart.

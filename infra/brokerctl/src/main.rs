@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use broker::Catalog;
+use broker::connection::{ConnectionStatus, ListFilters};
 use brokerctl::admin::{self, Admin};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -61,6 +62,48 @@ enum Command {
     Providers {
         #[command(subcommand)]
         command: ProvidersCommand,
+    },
+    /// Connections: list and read them, hand out a fresh token (the API's core, from here).
+    Connections {
+        #[command(subcommand)]
+        command: ConnectionsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConnectionsCommand {
+    /// One line per connection, newest first (or the API's JSON with --json).
+    List {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        workspace: Option<String>,
+        #[arg(long)]
+        provider: Option<String>,
+        /// pending, authorized, active, failed, reauthorization_required or revoked.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        limit: Option<usize>,
+        /// The cursor the previous page printed.
+        #[arg(long)]
+        cursor: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One connection, as `GET /v1/connections/{id}` shows it.
+    Show {
+        id: String,
+        #[arg(long)]
+        org: String,
+    },
+    /// The connection's access token, refreshed first when due (prints the token).
+    Token {
+        id: String,
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        force_refresh: bool,
     },
 }
 
@@ -198,6 +241,46 @@ async fn run(cli: Cli) -> broker::Result<String> {
                 )
                 .await?;
             format!("app credentials for {slug} stored at {name}")
+        }
+        Command::Connections { command } => {
+            let admin = Admin::connect(config).await?;
+            match command {
+                ConnectionsCommand::List {
+                    org,
+                    workspace,
+                    provider,
+                    status,
+                    limit,
+                    cursor,
+                    json,
+                } => {
+                    let status = status
+                        .map(|s| {
+                            ConnectionStatus::parse(&s).ok_or_else(|| {
+                                broker::Error::validation(format!("--status {s}: not a status"))
+                            })
+                        })
+                        .transpose()?;
+                    let filters = ListFilters {
+                        workspace_id: workspace,
+                        provider,
+                        status,
+                        limit,
+                        cursor,
+                    };
+                    admin
+                        .connections_list(admin::ListArgs { org, filters, json })
+                        .await?
+                        .trim_end()
+                        .to_string()
+                }
+                ConnectionsCommand::Show { id, org } => admin.connections_show(&org, &id).await?,
+                ConnectionsCommand::Token {
+                    id,
+                    org,
+                    force_refresh,
+                } => admin.connections_token(&org, &id, force_refresh).await?,
+            }
         }
         Command::Providers {
             command: ProvidersCommand::List,

@@ -30,6 +30,7 @@ pub async fn start() -> Response {
 pub async fn try_sandbox(State(local): State<Arc<Local>>) -> Response {
     let app = local.app.as_ref();
     let caller = Caller {
+        key_id: "console".into(),
         organization_id: DEV_ORG.into(),
         workspaces: vec![],
         user_id: 1,

@@ -1,6 +1,7 @@
 //! The sandbox provider of `brokerctl serve`: a real (if tiny) OAuth 2.0 authorization server on
 //! the same loopback port, with an Allow/Deny consent page, single-use codes and PKCE checks, so a
-//! whole flow runs locally with no third-party account.
+//! whole flow runs locally with no third-party account. Its access tokens live two minutes and its
+//! refresh tokens rotate, so a newcomer sees a refresh happen.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,6 +30,8 @@ pub const SLUG: &str = "sandbox";
 pub const AUTHORIZE_PATH: &str = "/sandbox/authorize";
 pub const TOKEN_PATH: &str = "/sandbox/token";
 const CODE_LIFETIME: Duration = Duration::from_secs(60);
+/// Short, so the broker's refresh shows within minutes of connecting.
+pub const ACCESS_TOKEN_SECS: u64 = 120;
 
 /// The catalog entry pointing at this server (fields it leaves out take the catalog defaults).
 pub fn provider(public_url: &Url) -> Provider {
@@ -74,6 +77,8 @@ struct Grant {
 pub struct Sandbox {
     app: Arc<App>,
     grants: Mutex<HashMap<String, Grant>>,
+    /// Live refresh tokens and their scope: each works once (rotation).
+    refresh_tokens: Mutex<HashMap<String, String>>,
 }
 
 impl Sandbox {
@@ -81,8 +86,37 @@ impl Sandbox {
         Sandbox {
             app,
             grants: Mutex::new(HashMap::new()),
+            refresh_tokens: Mutex::new(HashMap::new()),
         }
     }
+
+    /// A fresh token pair for `scope`; the refresh token is remembered for one use.
+    fn issue(&self, scope: String) -> Response {
+        let (Ok(access), Ok(refresh)) = (random_token(), random_token()) else {
+            return token_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error");
+        };
+        let refresh = format!("sbx_rt_{refresh}");
+        if let Ok(mut live) = self.refresh_tokens.lock() {
+            live.insert(refresh.clone(), scope.clone());
+        }
+        let body = json!({
+            "access_token": format!("sbx_at_{access}"),
+            "refresh_token": refresh,
+            "token_type": "bearer",
+            "expires_in": ACCESS_TOKEN_SECS,
+            "scope": scope,
+        });
+        ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
+    }
+}
+
+fn token_error(status: StatusCode, code: &str) -> Response {
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(json!({ "error": code })),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -195,21 +229,14 @@ fn consent_page(q: &AuthorizeQuery) -> lambda_http::Response<lambda_http::Body> 
     html::page(StatusCode::OK, "Sandbox: authorize access?", &body)
 }
 
-/// The token endpoint: HTTP Basic client authentication, single-use codes, exact redirect_uri,
-/// S256 PKCE.
+/// The token endpoint: HTTP Basic client authentication; the code grant with single-use codes,
+/// exact redirect_uri and S256 PKCE; the refresh grant with rotating refresh tokens.
 pub async fn token(
     State(sandbox): State<Arc<Sandbox>>,
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let error = |status: StatusCode, code: &str| {
-        (
-            status,
-            [(header::CACHE_CONTROL, "no-store")],
-            axum::Json(json!({ "error": code })),
-        )
-            .into_response()
-    };
+    let error = token_error;
     let Some(creds) = sandbox_credentials(&sandbox.app).await else {
         return error(StatusCode::UNAUTHORIZED, "invalid_client");
     };
@@ -221,8 +248,18 @@ pub async fn token(
     {
         return error(StatusCode::UNAUTHORIZED, "invalid_client");
     }
-    if form.get("grant_type").map(String::as_str) != Some("authorization_code") {
-        return error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
+    match form.get("grant_type").map(String::as_str) {
+        Some("authorization_code") => {}
+        Some("refresh_token") => {
+            let scope = form
+                .get("refresh_token")
+                .and_then(|rt| sandbox.refresh_tokens.lock().ok()?.remove(rt));
+            return match scope {
+                Some(scope) => sandbox.issue(scope),
+                None => error(StatusCode::BAD_REQUEST, "invalid_grant"),
+            };
+        }
+        _ => return error(StatusCode::BAD_REQUEST, "unsupported_grant_type"),
     }
     let grant = form
         .get("code")
@@ -238,17 +275,7 @@ pub async fn token(
     if form.get("redirect_uri") != Some(&grant.redirect_uri) || !verifier_ok {
         return error(StatusCode::BAD_REQUEST, "invalid_grant");
     }
-    let (Ok(access), Ok(refresh)) = (random_token(), random_token()) else {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, "server_error");
-    };
-    let body = json!({
-        "access_token": format!("sbx_at_{access}"),
-        "refresh_token": format!("sbx_rt_{refresh}"),
-        "token_type": "bearer",
-        "expires_in": 3600,
-        "scope": grant.scope,
-    });
-    ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
+    sandbox.issue(grant.scope)
 }
 
 /// RFC 6749 §2.3.1: Basic credentials are form-url-encoded before base64.

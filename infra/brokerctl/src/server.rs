@@ -82,6 +82,8 @@ async fn dispatch(
         callback::handle(app, req).await
     } else if route::serves(complete::ROUTES, path) {
         complete::handle(app, req).await
+    } else if route::serves(connections::ROUTES, path) {
+        connections::handle(app, req).await
     } else {
         Error::NotFound("route".into()).to_response(&trace_id)
     };

@@ -1,0 +1,76 @@
+//! `connections` (API key): the platform reads its connections and gets fresh access tokens,
+//! refreshed once however many callers ask (DESIGN §4.5).
+
+use broker::api::dialect::broker as shapes;
+use broker::api::route::OrgFrom;
+use broker::api::{self, Call, Function, Route};
+use broker::{App, Result, connection};
+use lambda_http::http::Method;
+use lambda_http::{Body, Request, Response};
+
+#[derive(Debug, Clone, Copy)]
+pub enum Op {
+    List,
+    Get,
+    Token,
+}
+
+/// The AWS actions this function's code calls (keys and connections read, listing indexes
+/// queried, the refresh lease and its outcome written; app credentials and token documents read,
+/// refreshed documents written). `tests/e2e/iam.rs` holds its policy in `template.yaml` to
+/// exactly this list.
+pub const AWS_ACTIONS: &[&str] = &[
+    "dynamodb:GetItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:Query",
+    "dynamodb:BatchGetItem",
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:PutSecretValue",
+    "kms:Decrypt",
+    "kms:GenerateDataKey",
+];
+
+pub const ROUTES: &[Route<Op>] = &[
+    Route::api(Method::GET, "/v1/connections", Op::List, OrgFrom::Key),
+    Route::api(
+        Method::GET,
+        "/v1/connections/{connection_id}",
+        Op::Get,
+        OrgFrom::Key,
+    ),
+    Route::api(
+        Method::GET,
+        "/v1/connections/{connection_id}/token",
+        Op::Token,
+        OrgFrom::Key,
+    ),
+];
+
+const FUNCTION: Function<Op> = Function {
+    name: "connections",
+    routes: ROUTES,
+};
+
+pub async fn handle(app: &App, req: Request) -> Response<Body> {
+    api::handle(app, req, &FUNCTION, |call| dispatch(app, call)).await
+}
+
+async fn dispatch(app: &App, call: Call<Op>) -> Result<Response<Body>> {
+    let (caller, req) = (call.caller()?, &call.req);
+    let id = || {
+        call.params
+            .get("connection_id")
+            .map(String::as_str)
+            .unwrap_or_default()
+    };
+    match call.op {
+        Op::List => shapes::listed(
+            &connection::list(app.connections.as_ref(), caller, shapes::list_filters(req)?).await?,
+        ),
+        Op::Get => shapes::connection(&connection::get(app, caller, id()).await?),
+        Op::Token => {
+            let force = shapes::force_refresh(req)?;
+            shapes::token(&connection::token(app, caller, id(), force, &call.trace_id).await?)
+        }
+    }
+}
