@@ -19,7 +19,7 @@ fn table_routes() -> BTreeSet<(String, String)> {
             }
         )*};
     }
-    add!(initiate, authorize, callback, complete);
+    add!(initiate, authorize, callback, complete, connections);
     routes
 }
 
@@ -33,14 +33,18 @@ fn functions_serving(method: &Method, path: &str) -> Vec<&'static str> {
             }
         )*};
     }
-    probe!(initiate, authorize, callback, complete);
+    probe!(initiate, authorize, callback, complete, connections);
     found
 }
 
 fn concrete(op: &Operation) -> String {
     op.path
         .split('/')
-        .map(|s| if s.starts_with('{') { "org-x" } else { s })
+        .map(|s| match s {
+            "{connection_id}" => "conn_00000000000000000000000000000000",
+            _ if s.starts_with('{') => "org-x",
+            _ => s,
+        })
         .collect::<Vec<_>>()
         .join("/")
 }

@@ -231,3 +231,31 @@ async fn authentik_import_runs_through_the_handler_as_an_api_gateway_event() {
     assert_eq!(body["identifier"], "events-user");
     assert!(!body.to_string().contains("events-imported-token"));
 }
+
+#[tokio::test]
+async fn connection_routes_run_through_the_handler_as_api_gateway_events() {
+    // Given an authorized personal connection (the personal flow has no workspace, so the
+    // listing event's workspace finds none of it)
+    let broker = Broker::start(Backend::Embedded).await;
+    let (connection_id, _) = broker.authorized_personal_connection().await;
+    let vars = [
+        ("API_KEY", broker.key.as_str()),
+        ("CONNECTION_ID", connection_id.as_str()),
+    ];
+
+    // When the three routes arrive as API Gateway events
+    let listed = invoke!(connections, broker, "list-connections.json", &vars);
+    let got = invoke!(connections, broker, "get-connection.json", &vars);
+    let token = invoke!(connections, broker, "connection-token.json", &vars);
+
+    // Then each answers from the same core as over HTTP, the token not cacheable
+    assert_eq!(listed.status(), 200);
+    assert_eq!(json_body(&listed)["connections"], serde_json::json!([]));
+    assert_eq!(got.status(), 200);
+    assert_eq!(json_body(&got)["id"], connection_id.as_str());
+    assert_eq!(json_body(&got)["status"], "authorized");
+    assert_eq!(token.status(), 200);
+    assert_eq!(header(&token, "cache-control"), "no-store");
+    let issued = broker.provider.ledger().issued_tokens();
+    assert_eq!(json_body(&token)["access_token"], issued[0].as_str());
+}

@@ -86,7 +86,8 @@ async fn initiate_oauth_flow_stores_tokens_and_redirects_with_references_only(ba
     // and the provider's tokens are in the vault
     let doc = broker.read_secret(&secret_id, access_token).await;
     assert_eq!(doc["access_token"], access_token.as_str());
-    assert_eq!(doc["refresh_token"], "fake_rt_1");
+    let issued_refresh = ledger.token_requests[0].refresh_token.clone().unwrap();
+    assert_eq!(doc["refresh_token"], issued_refresh.as_str());
     assert_eq!(doc["provider"], "fake");
     assert!(doc["expires_at"].as_i64().unwrap() > chrono_now());
 }

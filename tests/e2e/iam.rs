@@ -75,6 +75,7 @@ fn each_function_is_granted_exactly_the_actions_its_code_calls() {
         ("broker-authorize", authorize::AWS_ACTIONS),
         ("broker-callback", callback::AWS_ACTIONS),
         ("broker-complete", complete::AWS_ACTIONS),
+        ("broker-connections", connections::AWS_ACTIONS),
     ] {
         let granted = policies_of(&template, binary);
         let granted_actions: BTreeSet<&str> = granted.iter().map(|(a, _)| a.as_str()).collect();
@@ -108,6 +109,7 @@ fn listed(binary: &str) -> &'static [&'static str] {
         "broker-authorize" => authorize::AWS_ACTIONS,
         "broker-callback" => callback::AWS_ACTIONS,
         "broker-complete" => complete::AWS_ACTIONS,
+        "broker-connections" => connections::AWS_ACTIONS,
         other => panic!("no function {other}"),
     }
 }
@@ -196,6 +198,18 @@ async fn every_aws_action_a_route_needs_is_in_its_functions_list() {
         .await;
     ok(status, &body);
 
+    // the connections routes: a listing, a read, and a token read that refreshes
+    let (connection_id, _) = broker.authorized_personal_connection().await;
+    for path in [
+        "/v1/connections?limit=5".to_string(),
+        format!("/v1/connections/{connection_id}"),
+        format!("/v1/connections/{connection_id}/token?force_refresh=true"),
+    ] {
+        let (status, body) = broker.get(&path, Some(&broker.key)).await;
+        ok(status, &body);
+    }
+    assert_eq!(broker.provider.ledger().refreshes().len(), 1);
+
     // Then every action a function's handlers needed is in its list (which the test above holds
     // the template to): no call the deployed policy would refuse
     let observed = broker.aws_actions.lock().unwrap().clone();
@@ -204,6 +218,7 @@ async fn every_aws_action_a_route_needs_is_in_its_functions_list() {
         "broker-authorize",
         "broker-callback",
         "broker-complete",
+        "broker-connections",
     ] {
         let seen = observed.get(binary).cloned().unwrap_or_default();
         assert!(!seen.is_empty(), "{binary}: no AWS call observed");
@@ -293,5 +308,43 @@ fn template_keeps_the_promises_the_readme_makes() {
             readme.contains(&format!("`{name}`")),
             "README documents parameter {name}"
         );
+    }
+}
+
+#[test]
+fn listing_indexes_project_only_what_listing_filters_on() {
+    // A refresh writes the expiry, the lease, the failure count and the refresh time: none may
+    // be an index key or projected, or every refresh would write the index too (README, "Scale").
+    let t = template();
+    let indexes = t["Resources"]["Table"]["Properties"]["GlobalSecondaryIndexes"]
+        .as_sequence()
+        .expect("indexes");
+    assert_eq!(indexes.len(), 2);
+    let refresh_written = [
+        "token_expires_at",
+        "refresh_lease",
+        "refresh_failures",
+        "refresh_retry_at",
+        "last_refreshed_at",
+        "version",
+        "updated_at",
+        "scopes",
+        "metadata",
+    ];
+    for index in indexes {
+        let projection = &index["Projection"];
+        assert_eq!(projection["ProjectionType"].as_str(), Some("INCLUDE"));
+        let projected: Vec<&str> = projection["NonKeyAttributes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(projected, broker::store::dynamodb::LIST_PROJECTION);
+        for key in index["KeySchema"].as_sequence().unwrap() {
+            let attr = key["AttributeName"].as_str().unwrap();
+            assert!(attr.starts_with("gsi"), "{attr}");
+        }
+        assert!(projected.iter().all(|a| !refresh_written.contains(a)));
     }
 }

@@ -119,6 +119,8 @@ pub fn function_of(path: &str) -> Option<&'static str> {
         Some("broker-callback")
     } else if serves(complete::ROUTES, path) {
         Some("broker-complete")
+    } else if serves(connections::ROUTES, path) {
+        Some("broker-connections")
     } else {
         None
     }

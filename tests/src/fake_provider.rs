@@ -44,6 +44,18 @@ pub struct Knobs {
     pub require_pkce: bool,
     /// Any PKCE parameter is refused (providers that do not support it).
     pub refuse_pkce: bool,
+    /// Lifetime of issued access tokens (`expires_in`); default 3600.
+    pub expires_in: Option<u64>,
+    /// Token responses carry no `expires_in`.
+    pub omit_expires_in: bool,
+    /// Refresh responses carry no new refresh token (the old one stays valid: no rotation).
+    pub no_rotation: bool,
+    /// The refresh grant answers this OAuth error (`invalid_grant`, `invalid_client`, ...).
+    pub refresh_error: Option<String>,
+    /// The refresh grant answers this HTTP status with a non-JSON body (a 5xx, a proxy page).
+    pub refresh_status: Option<u16>,
+    /// Every token request waits this long before it is answered.
+    pub delay: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +72,8 @@ pub struct TokenRequest {
     pub outcome: String,
     /// The access token issued, if any.
     pub access_token: Option<String>,
+    /// The refresh token issued, if any.
+    pub refresh_token: Option<String>,
 }
 
 /// Everything the provider was asked.
@@ -69,9 +83,19 @@ pub struct Ledger {
     pub token_requests: Vec<TokenRequest>,
     /// Codes redeemed successfully.
     pub redeemed: Vec<String>,
+    /// Grants revoked because a used refresh token was presented again (RFC 9700 §4.14).
+    pub revoked_grants: usize,
 }
 
 impl Ledger {
+    /// The refresh-grant requests, in order.
+    pub fn refreshes(&self) -> Vec<&TokenRequest> {
+        self.token_requests
+            .iter()
+            .filter(|t| t.form.get("grant_type").map(String::as_str) == Some("refresh_token"))
+            .collect()
+    }
+
     pub fn issued_tokens(&self) -> Vec<String> {
         self.token_requests
             .iter()
@@ -86,12 +110,24 @@ struct Issued {
     scope: String,
 }
 
+/// One authorization: its tokens live and die together.
+#[derive(Debug, Clone)]
+struct Grant {
+    scope: String,
+    revoked: bool,
+}
+
 #[derive(Default)]
 struct Inner {
     ledger: Ledger,
     knobs: Knobs,
     codes: HashMap<String, Issued>,
     counter: u64,
+    grants: Vec<Grant>,
+    /// Refresh tokens: their grant, and whether they were used (rotation makes them single use).
+    refresh_tokens: HashMap<String, (usize, bool)>,
+    /// Access tokens and their grant.
+    access_tokens: HashMap<String, usize>,
 }
 
 #[derive(Clone)]
@@ -113,6 +149,7 @@ impl FakeProvider {
             .route("/token", post(token))
             .route("/eu/authorize", get(authorize))
             .route("/eu/token", post(token))
+            .route("/api/me", get(me))
             .with_state(inner.clone());
         tokio::spawn(async move { axum::serve(listener, router).await });
         FakeProvider { base_url, inner }
@@ -124,6 +161,34 @@ impl FakeProvider {
 
     pub fn set_knobs(&self, knobs: Knobs) {
         self.inner.lock().unwrap().knobs = knobs;
+    }
+
+    /// Whether the provider's API accepts `access_token` now (its grant is alive).
+    pub fn accepts(&self, access_token: &str) -> bool {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .access_tokens
+            .get(access_token)
+            .is_some_and(|g| !inner.grants[*g].revoked)
+    }
+}
+
+/// The provider's API: who am I, with a Bearer access token.
+async fn me(State(inner): Shared, headers: HeaderMap) -> Response {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_string();
+    let provider = FakeProvider {
+        base_url: String::new(),
+        inner,
+    };
+    if provider.accepts(&token) {
+        axum::Json(json!({ "id": "user-1" })).into_response()
+    } else {
+        StatusCode::UNAUTHORIZED.into_response()
     }
 }
 
@@ -185,6 +250,10 @@ async fn token(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    let delay = inner.lock().unwrap().knobs.delay;
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
     let mut inner = inner.lock().unwrap();
     let json_body = headers
         .get(header::CONTENT_TYPE)
@@ -196,23 +265,54 @@ async fn token(
         url::form_urlencoded::parse(&body).into_owned().collect()
     };
     let basic_auth = basic(&headers);
-    let outcome = if inner.knobs.json_body_only && !json_body {
-        Err("invalid_request".to_string())
-    } else {
-        check_token_request(&mut inner, &form, &basic_auth)
-    };
     let knobs = inner.knobs.clone();
+    let refresh = form.get("grant_type").map(String::as_str) == Some("refresh_token");
+    if let (true, Some(status)) = (refresh, knobs.refresh_status) {
+        inner.ledger.token_requests.push(TokenRequest {
+            path: uri.path().to_string(),
+            encoding: if json_body { "json" } else { "form" }.to_string(),
+            form,
+            basic_auth,
+            outcome: format!("http_{status}"),
+            access_token: None,
+            refresh_token: None,
+        });
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+        return (status, "<html>upstream trouble</html>").into_response();
+    }
+    let outcome = if knobs.json_body_only && !json_body {
+        Err("invalid_request".to_string())
+    } else if refresh {
+        check_refresh_request(&mut inner, &form, &basic_auth)
+    } else {
+        check_token_request(&mut inner, &form, &basic_auth).map(|scope| {
+            inner.grants.push(Grant {
+                scope,
+                revoked: false,
+            });
+            (inner.grants.len() - 1, true)
+        })
+    };
     let (status, body, access_token) = match outcome {
-        Ok(scope) => {
+        Ok((grant, new_refresh_token)) => {
+            inner.counter += 1;
             let n = inner.counter;
             let access = format!("fake_at_{n}_{}", uuid::Uuid::new_v4().simple());
+            inner.access_tokens.insert(access.clone(), grant);
             let mut tokens = json!({
                 "access_token": access,
-                "refresh_token": format!("fake_rt_{n}"),
                 "token_type": "Bearer",
-                "expires_in": 3600,
-                "scope": scope,
+                "expires_in": knobs.expires_in.unwrap_or(3600),
+                "scope": inner.grants[grant].scope,
             });
+            if knobs.omit_expires_in {
+                tokens.as_object_mut().unwrap().remove("expires_in");
+            }
+            if new_refresh_token {
+                let rt = format!("fake_rt_{n}_{}", uuid::Uuid::new_v4().simple());
+                inner.refresh_tokens.insert(rt.clone(), (grant, false));
+                tokens["refresh_token"] = json!(rt);
+            }
             for (k, v) in &knobs.extra_token_fields {
                 tokens[k] = json!(v);
             }
@@ -227,10 +327,17 @@ async fn token(
         Err(error) if knobs.slack_style => {
             (StatusCode::OK, json!({ "ok": false, "error": error }), None)
         }
-        Err(error) => (StatusCode::BAD_REQUEST, json!({ "error": error }), None),
+        Err(error) => {
+            let status = if error == "invalid_client" {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            (status, json!({ "error": error }), None)
+        }
     };
     let outcome = body["error"].as_str().unwrap_or("issued").to_string();
-    if access_token.is_some() {
+    if access_token.is_some() && !refresh {
         inner
             .ledger
             .redeemed
@@ -243,6 +350,10 @@ async fn token(
         basic_auth,
         outcome,
         access_token: access_token.clone(),
+        refresh_token: body["refresh_token"]
+            .as_str()
+            .or(body["authed_user"]["refresh_token"].as_str())
+            .map(str::to_string),
     });
     if knobs.respond_form {
         let encoded: String = url::form_urlencoded::Serializer::new(String::new())
@@ -268,22 +379,61 @@ async fn token(
         .into_response()
 }
 
-fn check_token_request(
-    inner: &mut Inner,
+fn authenticated(
+    inner: &Inner,
     form: &HashMap<String, String>,
     auth: &Option<(String, String)>,
-) -> Result<String, String> {
+) -> bool {
     let expected = (CLIENT_ID.to_string(), CLIENT_SECRET.to_string());
     let in_body = form
         .get("client_id")
         .zip(form.get("client_secret"))
         .map(|(id, secret)| (id.clone(), secret.clone()));
-    let authenticated = if inner.knobs.post_auth_only {
+    if inner.knobs.post_auth_only {
         auth.is_none() && in_body == Some(expected)
     } else {
         auth.as_ref() == Some(&expected)
+    }
+}
+
+/// The refresh grant, rotating: a refresh token works once; presenting a used one again revokes
+/// the whole grant (RFC 9700 §4.14). Returns the grant and whether a new refresh token is issued.
+fn check_refresh_request(
+    inner: &mut Inner,
+    form: &HashMap<String, String>,
+    auth: &Option<(String, String)>,
+) -> Result<(usize, bool), String> {
+    if !authenticated(inner, form, auth) {
+        return Err("invalid_client".into());
+    }
+    if let Some(error) = &inner.knobs.refresh_error {
+        return Err(error.clone());
+    }
+    let presented = form.get("refresh_token").cloned().unwrap_or_default();
+    let Some((grant, used)) = inner.refresh_tokens.get(&presented).copied() else {
+        return Err("invalid_grant".into());
     };
-    if !authenticated {
+    if inner.grants[grant].revoked {
+        return Err("invalid_grant".into());
+    }
+    if used {
+        inner.grants[grant].revoked = true;
+        inner.ledger.revoked_grants += 1;
+        return Err("invalid_grant".into());
+    }
+    let rotate = !inner.knobs.no_rotation;
+    if rotate {
+        inner.refresh_tokens.insert(presented, (grant, true));
+    }
+    Ok((grant, rotate))
+}
+
+fn check_token_request(
+    inner: &mut Inner,
+    form: &HashMap<String, String>,
+    auth: &Option<(String, String)>,
+) -> Result<String, String> {
+    if !authenticated(inner, form, auth) {
         return Err("invalid_client".into());
     }
     if inner.knobs.refuse_pkce && form.contains_key("code_verifier") {

@@ -48,6 +48,8 @@ pub struct Broker {
     /// Responses that disagreed with `infra/openapi.yaml`; asserted empty when the broker drops.
     pub violations: Violations,
     data_dir: PathBuf,
+    config: broker::Config,
+    providers: Vec<Provider>,
 }
 
 impl Drop for Broker {
@@ -144,6 +146,7 @@ impl Broker {
         let config = broker::Config::from_lookup(|k| vars.get(k).cloned()).expect("config");
         App::init_backend(&config).await.expect("init backend");
         let providers = vec![fake_entry(&provider.base_url, entry)];
+        let catalog_extra = providers.clone();
         let aws_requests = AwsRequests::default();
         let app = match backend {
             Backend::Embedded => App::build(config.clone(), providers).await,
@@ -188,6 +191,7 @@ impl Broker {
             ));
         tokio::spawn(brokerctl::server::serve(listener, router));
 
+        let admin_config = config.clone();
         let admin = Admin::connect(config).await.expect("admin");
         let org = unique("org");
         let redirect_url = "http://127.0.0.1:1/platform/done".to_string();
@@ -214,7 +218,53 @@ impl Broker {
             aws_actions,
             violations,
             data_dir,
+            config: admin_config,
+            providers: catalog_extra,
         }
+    }
+
+    /// Another broker process over the same store and vault (the same table and prefix on moto,
+    /// the same embedded file): its own App, clients and caches, its own loopback port. Returns
+    /// its base URL and its App.
+    pub async fn second_process(&self) -> (String, Arc<App>) {
+        let mut app = App::build(self.config.clone(), self.providers.clone())
+            .await
+            .expect("second app");
+        // One clock for both, so a test that moves time moves it for every process.
+        app.clock = self.app.clock.clone();
+        let app = Arc::new(app);
+        let (listener, addr) = brokerctl::server::bind(([127, 0, 0, 1], 0).into())
+            .await
+            .expect("bind second broker");
+        let router = brokerctl::server::router(app.clone(), false).layer(
+            axum::middleware::from_fn_with_state(self.violations.clone(), contract::checking_layer),
+        );
+        tokio::spawn(brokerctl::server::serve(listener, router));
+        (format!("http://{addr}"), app)
+    }
+
+    /// GETs `path` with an API key; returns the status and the parsed body.
+    pub async fn get(&self, path: &str, key: Option<&str>) -> (u16, Value) {
+        self.get_at(&self.base_url, path, key).await
+    }
+
+    /// The same against another broker process's `base`.
+    pub async fn get_at(&self, base: &str, path: &str, key: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.get(format!("{base}{path}"));
+        if let Some(key) = key {
+            req = req.header("x-api-key", key);
+        }
+        status_and_json(req.send().await.expect("request")).await
+    }
+
+    /// `GET /v1/connections/{id}/token` with the broker's key.
+    pub async fn token(&self, id: &str, force: bool) -> (u16, Value) {
+        let query = if force { "?force_refresh=true" } else { "" };
+        self.get(
+            &format!("/v1/connections/{id}/token{query}"),
+            Some(&self.key),
+        )
+        .await
     }
 
     /// A personal flow up to the callback: the connection's id and the state token.
