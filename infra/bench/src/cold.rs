@@ -45,6 +45,14 @@ fn subjects() -> Vec<Subject> {
             ),
         },
         Subject {
+            name: "connections",
+            binary: bin("broker-connections"),
+            event: event_text(
+                "connection-token.json",
+                &[("API_KEY", ""), ("CONNECTION_ID", "conn_x")],
+            ),
+        },
+        Subject {
             name: "complete",
             binary: bin("broker-complete"),
             event: event_text(
