@@ -77,6 +77,7 @@ impl App {
                 let vault = SecretsManagerVault::new(
                     aws_sdk_secretsmanager::Client::new(&sdk),
                     config.kms_key_id.clone(),
+                    &config.secret_prefix,
                 );
                 (Arc::new(store), Arc::new(vault))
             }
@@ -122,7 +123,14 @@ impl App {
                 let sdk = crate::aws::sdk_config().await?;
                 DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table)
                     .init()
-                    .await
+                    .await?;
+                SecretsManagerVault::new(
+                    aws_sdk_secretsmanager::Client::new(&sdk),
+                    config.kms_key_id.clone(),
+                    &config.secret_prefix,
+                )
+                .init()
+                .await
             }
             #[cfg(feature = "embedded")]
             Backend::Embedded => Db::open(&config.data_dir).map(|_| ()),

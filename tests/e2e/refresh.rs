@@ -4,7 +4,10 @@
 //! Every assertion is on what the fake provider was asked and what the store holds.
 
 use broker::connection::{Change, ConnectionStatus, Lease, Transition};
+use broker_tests::harness::FakeEntry;
 use broker_tests::{Backend, Broker, Knobs, on_both_backends};
+use std::sync::atomic::Ordering;
+
 use futures_util::future::join_all;
 use serde_json::Value;
 
@@ -20,6 +23,8 @@ on_both_backends!(
     an_early_refresh_that_fails_still_hands_out_the_valid_token,
     a_token_of_unknown_expiry_is_handed_out_as_is_until_forced,
     a_token_outside_the_margin_is_handed_out_without_a_provider_request,
+    a_refresh_whose_vault_write_fails_keeps_the_new_tokens_sealed_until_written,
+    a_declared_token_lifetime_dates_a_token_sent_without_expiry,
 );
 
 /// An authorized connection whose token the provider issued (the first in its ledger).
@@ -437,4 +442,93 @@ async fn a_refresh_writes_nothing_the_listing_indexes_hold() {
     // index entry
     let (after, _) = indexed().await;
     assert_eq!(before, after);
+}
+
+async fn a_refresh_whose_vault_write_fails_keeps_the_new_tokens_sealed_until_written(
+    backend: Backend,
+) {
+    // Given a connection inside the margin, and a vault that refuses writes from now on
+    let broker = Broker::start(backend).await;
+    let (id, _) = connected(&broker).await;
+    let original = broker.provider.ledger().token_requests[0]
+        .refresh_token
+        .clone()
+        .unwrap();
+    into_the_margin(&broker);
+    broker.vault_write_fails.store(true, Ordering::SeqCst);
+
+    // When a caller asks for the token: the provider rotates, the vault refuses the new document
+    let (status, body) = broker.token(&id, false).await;
+
+    // Then the caller still gets the new token, the connection carries the new document sealed
+    // (not in clear), and the vault still holds the old one
+    assert_eq!(status, 200, "{body}");
+    let ledger = broker.provider.ledger();
+    assert_eq!(ledger.refreshes().len(), 1);
+    let rotated = ledger.refreshes()[0].refresh_token.clone().unwrap();
+    assert_eq!(
+        body["access_token"],
+        ledger.refreshes()[0].access_token.clone().unwrap().as_str()
+    );
+    let c = broker.connection(&id).await;
+    let sealed = c.sealed_document.clone().expect("kept sealed");
+    assert!(!sealed.contains(&rotated) && !sealed.contains("refresh_token"));
+    let secret_id = c.secret_id.clone().unwrap();
+    let stored = broker.read_secret(&secret_id, &rotated).await;
+    assert_eq!(
+        stored["refresh_token"],
+        original.as_str(),
+        "not written yet"
+    );
+
+    // And while the vault still refuses, reads hand out the same token without a new refresh
+    let (status, again) = broker.token(&id, false).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["access_token"], body["access_token"]);
+    assert_eq!(broker.provider.ledger().refreshes().len(), 1);
+
+    // When the vault is back, the next read writes the sealed document and drops it
+    broker.vault_write_fails.store(false, Ordering::SeqCst);
+    let (status, after) = broker.token(&id, false).await;
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(after["access_token"], body["access_token"]);
+    let c = broker.connection(&id).await;
+    assert_eq!(c.sealed_document, None);
+    let stored = broker.read_secret(&secret_id, &rotated).await;
+    assert_eq!(stored["refresh_token"], rotated.as_str());
+
+    // and the next refresh presents the rotated refresh token: the grant is intact
+    let (status, _) = broker.token(&id, true).await;
+    assert_eq!(status, 200);
+    let ledger = broker.provider.ledger();
+    assert_eq!(ledger.refreshes().len(), 2);
+    assert_eq!(ledger.refreshes()[1].form["refresh_token"], rotated);
+    assert_eq!(ledger.revoked_grants, 0);
+}
+
+async fn a_declared_token_lifetime_dates_a_token_sent_without_expiry(backend: Backend) {
+    // Given an entry that declares a one-hour token lifetime (as Salesforce's session), and a
+    // provider that sends no expires_in
+    let entry = FakeEntry {
+        keys: &[("token_lifetime_secs", "3600")],
+        tables: "",
+    };
+    let broker = Broker::start_custom(backend, &[], &entry).await;
+    broker.provider.set_knobs(Knobs {
+        omit_expires_in: true,
+        ..Knobs::default()
+    });
+    let (id, first) = connected(&broker).await;
+
+    // When the token is read now, and again inside the margin of the declared hour
+    let (status, now) = broker.token(&id, false).await;
+    into_the_margin(&broker);
+    let (_, later) = broker.token(&id, false).await;
+
+    // Then it carried an expiry counted from issue, and was refreshed when that came near
+    assert_eq!(status, 200, "{now}");
+    assert_eq!(now["access_token"], first.as_str());
+    assert!(now["expires_at"].is_string(), "{now}");
+    assert_eq!(broker.provider.ledger().refreshes().len(), 1);
+    assert_ne!(later["access_token"], first.as_str());
 }

@@ -5,10 +5,14 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use broker::App;
+use broker::crypto::Sealer;
 use broker::provider::Provider;
+use broker::secret::Sensitive;
 use broker::store::dynamodb::DynamoStore;
+use broker::vault::Vault;
 use broker::vault::secrets_manager::SecretsManagerVault;
 use brokerctl::admin::Admin;
 use oauth2::reqwest;
@@ -47,6 +51,8 @@ pub struct Broker {
     pub aws_actions: ActionsByFunction,
     /// Responses that disagreed with `infra/openapi.yaml`; asserted empty when the broker drops.
     pub violations: Violations,
+    /// While set, the broker's vault refuses every write as an unavailable one would.
+    pub vault_write_fails: Arc<AtomicBool>,
     data_dir: PathBuf,
     config: broker::Config,
     providers: Vec<Provider>,
@@ -148,8 +154,18 @@ impl Broker {
         let providers = vec![fake_entry(&provider.base_url, entry)];
         let catalog_extra = providers.clone();
         let aws_requests = AwsRequests::default();
+        let vault_write_fails = Arc::new(AtomicBool::new(false));
+        let faulty = |vault: Arc<dyn Vault>| -> Arc<dyn Vault> {
+            Arc::new(FaultyVault {
+                inner: vault,
+                fail_writes: vault_write_fails.clone(),
+            })
+        };
         let app = match backend {
-            Backend::Embedded => App::build(config.clone(), providers).await,
+            Backend::Embedded => {
+                let (store, vault) = App::backend(&config).await.expect("embedded backend");
+                App::assemble(config.clone(), providers, store, faulty(vault))
+            }
             Backend::Aws => {
                 // The broker's clients count their requests. The endpoint is set on each client
                 // (one set on the shared config yields to AWS_ENDPOINT_URL, which the services
@@ -172,8 +188,14 @@ impl Broker {
                 let vault = SecretsManagerVault::new(
                     aws_sdk_secretsmanager::Client::from_conf(secrets),
                     None,
+                    &config.secret_prefix,
                 );
-                App::assemble(config.clone(), providers, Arc::new(store), Arc::new(vault))
+                App::assemble(
+                    config.clone(),
+                    providers,
+                    Arc::new(store),
+                    faulty(Arc::new(vault)),
+                )
             }
         };
         let app = Arc::new(app.expect("app"));
@@ -217,6 +239,7 @@ impl Broker {
             aws_requests,
             aws_actions,
             violations,
+            vault_write_fails,
             data_dir,
             config: admin_config,
             providers: catalog_extra,
@@ -420,6 +443,59 @@ impl Broker {
             }
         };
         serde_json::from_str(&raw).expect("token document is JSON")
+    }
+}
+
+/// A vault whose writes fail while its switch is on, as a throttled or unreachable Secrets
+/// Manager's would after the SDK's retries; reads and the sealer still answer.
+pub struct FaultyVault {
+    inner: Arc<dyn Vault>,
+    fail_writes: Arc<AtomicBool>,
+}
+
+impl FaultyVault {
+    fn refuse(&self) -> broker::Result<()> {
+        if self.fail_writes.load(Ordering::SeqCst) {
+            Err(broker::Error::Unavailable(
+                "injected: vault write refused".into(),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Vault for FaultyVault {
+    async fn put_secret(
+        &self,
+        name: &str,
+        value: &Sensitive<String>,
+        tags: &[(&str, &str)],
+        request_token: &str,
+    ) -> broker::Result<String> {
+        self.refuse()?;
+        self.inner
+            .put_secret(name, value, tags, request_token)
+            .await
+    }
+
+    async fn update_secret(
+        &self,
+        name: &str,
+        value: &Sensitive<String>,
+        request_token: &str,
+    ) -> broker::Result<()> {
+        self.refuse()?;
+        self.inner.update_secret(name, value, request_token).await
+    }
+
+    async fn get_secret(&self, name: &str) -> broker::Result<Option<Sensitive<String>>> {
+        self.inner.get_secret(name).await
+    }
+
+    async fn sealer(&self) -> broker::Result<Arc<Sealer>> {
+        self.inner.sealer().await
     }
 }
 

@@ -52,24 +52,33 @@ impl DocumentCache {
     }
 }
 
-/// The stored token document of `c`, from this process's cache when it holds that version.
+/// The current token document of `c`, from this process's cache when it holds that version.
 pub(super) async fn document(app: &App, c: &Connection) -> Result<TokenSet> {
     if let Some(tokens) = app.documents.get(c) {
         return Ok(tokens);
     }
-    let tokens = read_vault(app, c).await?;
+    let tokens = read_current(app, c).await?;
     app.documents.insert(c, &tokens);
     Ok(tokens)
 }
 
-/// The token document as the vault holds it now (with the refresh token).
-pub(super) async fn read_vault(app: &App, c: &Connection) -> Result<TokenSet> {
-    let name = names::connection(&app.config.secret_prefix, &c.organization_id, &c.id);
-    let raw = app
-        .vault
-        .get_secret(&name)
-        .await?
-        .ok_or_else(|| Error::internal(format!("connection {} has no token document", c.id)))?;
+/// The newest token document (with the refresh token): the sealed one the connection carries
+/// when the vault refused the last write, else the vault's.
+pub(super) async fn read_current(app: &App, c: &Connection) -> Result<TokenSet> {
+    let raw = match &c.sealed_document {
+        Some(sealed) => app.vault.sealer().await?.open(&sealing_place(c), sealed)?,
+        None => {
+            let name = names::connection(&app.config.secret_prefix, &c.organization_id, &c.id);
+            app.vault.get_secret(&name).await?.ok_or_else(|| {
+                Error::internal(format!("connection {} has no token document", c.id))
+            })?
+        }
+    };
     serde_json::from_str(raw.expose())
         .map_err(|_| Error::internal(format!("token document of {} is not a token set", c.id)))
+}
+
+/// Where a sealed document is kept: the connection's item, so it opens nowhere else.
+pub(super) fn sealing_place(c: &Connection) -> String {
+    format!("CONN#{}#{}", c.organization_id, c.id)
 }

@@ -57,6 +57,9 @@ pub struct Change {
     pub refresh_retry_at: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_lease: Option<Lease>,
+    /// `Some(None)`: the sealed document was written to the vault and goes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sealed_document: Option<Option<String>>,
     /// Removes the refresh lease (DynamoDB: a `REMOVE`, hence not serialized).
     #[serde(skip)]
     pub release_lease: bool,
@@ -107,6 +110,7 @@ impl Transition {
             refresh_failures,
             refresh_retry_at,
             refresh_lease,
+            sealed_document,
             release_lease,
         } = self.change.clone();
         connection.status = self.to;
@@ -141,6 +145,9 @@ impl Transition {
         }
         if refresh_lease.is_some() {
             connection.refresh_lease = refresh_lease;
+        }
+        if let Some(sealed) = sealed_document {
+            connection.sealed_document = sealed;
         }
         if release_lease {
             connection.refresh_lease = None;
@@ -187,6 +194,7 @@ mod tests {
                 owner: "me".into(),
                 until: 6,
             }),
+            sealed_document: Some(Some("sealed".into())),
             release_lease: false,
         }
     }

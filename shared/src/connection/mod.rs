@@ -105,6 +105,10 @@ pub struct Connection {
     /// Who is refreshing the tokens, until when (DESIGN §9.5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_lease: Option<Lease>,
+    /// A refreshed token document the vault refused to take, sealed ([`crate::crypto::Sealer`]):
+    /// the newest tokens, written to the vault under the next lease. Never leaves the broker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_document: Option<String>,
     /// The flow's resolved endpoints (templated hosts filled in), kept once authorized.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<Endpoints>,
@@ -146,6 +150,7 @@ impl Connection {
             refresh_failures: 0,
             refresh_retry_at: None,
             refresh_lease: None,
+            sealed_document: None,
             endpoints: None,
             token_settings: None,
             numeric_id: None,

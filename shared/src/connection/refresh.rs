@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::document::{document, read_vault};
+use super::document::{document, read_current, sealing_place};
 use super::{
     Change, Connection, ConnectionStatus, Lease, TokenOwner, Transition, granted_scopes,
     rewrite_tokens,
@@ -32,7 +32,7 @@ pub(super) async fn fresh(
     force: bool,
 ) -> Result<(TokenSet, bool)> {
     require_usable(&connection)?;
-    if !due(app, &connection, force, app.clock.now()) {
+    if !due(app, &connection, force, app.clock.now()) && connection.sealed_document.is_none() {
         return Ok((document(app, &connection).await?, false));
     }
     let arrived = connection.version;
@@ -51,11 +51,12 @@ pub(super) async fn fresh(
         // A caller that waited for another's refresh takes its result, even when forced: 50
         // forced callers at once are one refresh, five in a row are five.
         let other_refreshed = waited && connection.version != arrived;
-        if !due(app, &connection, force && !other_refreshed, now) {
+        let due = due(app, &connection, force && !other_refreshed, now);
+        if !due && connection.sealed_document.is_none() {
             return Ok((document(app, &connection).await?, false));
         }
         let expired = connection.token_expires_at.is_some_and(|e| e <= now);
-        if connection.refresh_retry_at.is_some_and(|t| t > now) {
+        if due && connection.refresh_retry_at.is_some_and(|t| t > now) {
             // Backing off after a failure: a token that still works is still handed out.
             return if expired {
                 Err(Error::ProviderFailed {
@@ -67,7 +68,7 @@ pub(super) async fn fresh(
         }
         match &connection.refresh_lease {
             Some(lease) if lease.owner == owner => {
-                return refresh_held(app, connection, &owner).await;
+                return refresh_held(app, connection, due, &owner).await;
             }
             Some(lease) if lease.until > now => {
                 if Instant::now() >= deadline {
@@ -85,7 +86,7 @@ pub(super) async fn fresh(
             }
             // Free, or lapsed (its holder died): take it, fenced by the version just read.
             _ => match take_lease(app, &connection, &owner, now).await {
-                Ok(leased) => return refresh_held(app, leased, &owner).await,
+                Ok(leased) => return refresh_held(app, leased, due, &owner).await,
                 Err(Error::Conflict(_)) => connection = reread(app, &connection).await?,
                 Err(e) => return Err(e),
             },
@@ -146,10 +147,26 @@ async fn take_lease(app: &App, c: &Connection, owner: &str, now: i64) -> Result<
         .await
 }
 
-/// Under the lease: the refresh token from the vault, the provider's answer, the result
-/// persisted and the lease released in one fenced transition.
-async fn refresh_held(app: &App, leased: Connection, owner: &str) -> Result<(TokenSet, bool)> {
-    let current = read_vault(app, &leased).await?;
+/// Under the lease: a sealed document written to the vault first; then, when `due`, the refresh
+/// token from the vault, the provider's answer, the result persisted and the lease released in
+/// one fenced transition.
+async fn refresh_held(
+    app: &App,
+    leased: Connection,
+    due: bool,
+    owner: &str,
+) -> Result<(TokenSet, bool)> {
+    let current = read_current(app, &leased).await?;
+    // Loaded now, while the vault answers: should the write of the provider's answer fail, the
+    // answer is sealed from memory.
+    let sealer = app.vault.sealer().await?;
+    if !due {
+        // Only a sealed document to put where it belongs.
+        let change = persist(app, &leased, &current, &sealer).await?;
+        let after = release(app, &leased, leased.status, change).await?;
+        app.documents.insert(&after, &current);
+        return Ok((current, false));
+    }
     let now = app.clock.now();
     let expired = leased.token_expires_at.is_some_and(|e| e <= now);
     let Some(refresh_token) = current.refresh_token.clone() else {
@@ -202,21 +219,14 @@ async fn refresh_held(app: &App, leased: Connection, owner: &str) -> Result<(Tok
             metadata.append(&mut tokens.metadata);
             tokens.metadata = metadata;
             // Persisted before the lease goes: a rotated refresh token is never lost or reused.
-            rewrite_tokens(
-                app.vault.as_ref(),
-                &app.config.secret_prefix,
-                TokenOwner::of(&leased),
-                &tokens,
-                &format!("refresh:{}:{}", leased.id, leased.version),
-            )
-            .await?;
+            let kept = persist(app, &leased, &tokens, &sealer).await?;
             let change = Change {
                 token_expires_at: Some(tokens.expires_at),
                 scopes: tokens.scope.as_deref().map(granted_scopes),
                 metadata: Some(tokens.metadata.clone()),
                 last_refreshed_at: Some(app.clock.now()),
                 refresh_failures: Some(0),
-                ..Change::default()
+                ..kept
             };
             let after = release(app, &leased, leased.status, change).await?;
             app.documents.insert(&after, &tokens);
@@ -253,6 +263,40 @@ async fn refresh_held(app: &App, leased: Connection, owner: &str) -> Result<(Tok
             }
         }
     }
+}
+
+/// Writes `tokens` to the vault as the connection's new document. When the vault refuses (down,
+/// throttled), they are sealed into the change instead, to ride on the lease's release and be
+/// written under the next lease: tokens the provider has issued are never dropped.
+async fn persist(
+    app: &App,
+    leased: &Connection,
+    tokens: &TokenSet,
+    sealer: &crate::crypto::Sealer,
+) -> Result<Change> {
+    let written = rewrite_tokens(
+        app.vault.as_ref(),
+        &app.config.secret_prefix,
+        TokenOwner::of(leased),
+        tokens,
+        &format!("refresh:{}:{}", leased.id, leased.version),
+    )
+    .await;
+    let sealed_document = match written {
+        Ok(()) => leased.sealed_document.as_ref().map(|_| None),
+        Err(e @ (Error::Unavailable(_) | Error::Internal(_))) => {
+            tracing::warn!(connection_id = %leased.id, error = %e, "vault write failed: the new tokens stay sealed on the connection until the next lease writes them");
+            let document = crate::secret::Sensitive::new(
+                serde_json::to_string(tokens).map_err(Error::internal)?,
+            );
+            Some(Some(sealer.seal(&sealing_place(leased), &document)?))
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(Change {
+        sealed_document,
+        ..Change::default()
+    })
 }
 
 /// Records the refresh's outcome and releases the lease, fenced by the leased version: a holder

@@ -12,7 +12,7 @@ use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use rusqlite::{OptionalExtension, params};
 
 use super::Vault;
-use crate::crypto::random_bytes;
+use crate::crypto::{Sealer, random_bytes};
 use crate::secret::Sensitive;
 use crate::store::embedded::Db;
 use crate::{Error, Result};
@@ -22,6 +22,7 @@ pub const KEY_FILE: &str = "vault.key";
 pub struct EmbeddedVault {
     db: Arc<Db>,
     cipher: XChaCha20Poly1305,
+    sealer: Arc<Sealer>,
 }
 
 impl EmbeddedVault {
@@ -30,6 +31,7 @@ impl EmbeddedVault {
         Ok(EmbeddedVault {
             db,
             cipher: XChaCha20Poly1305::new(Key::from_slice(&key)),
+            sealer: Arc::new(Sealer::derive(&key)),
         })
     }
 }
@@ -121,6 +123,10 @@ impl Vault for EmbeddedVault {
         let tags: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         self.put_secret(name, value, &tags, request_token).await?;
         Ok(())
+    }
+
+    async fn sealer(&self) -> Result<Arc<Sealer>> {
+        Ok(self.sealer.clone())
     }
 
     async fn get_secret(&self, name: &str) -> Result<Option<Sensitive<String>>> {

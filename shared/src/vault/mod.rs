@@ -13,6 +13,7 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::TtlCache;
+use crate::crypto::Sealer;
 use crate::secret::Sensitive;
 use crate::{Error, Result};
 
@@ -37,6 +38,9 @@ pub trait Vault: Send + Sync {
     ) -> Result<()>;
 
     async fn get_secret(&self, name: &str) -> Result<Option<Sensitive<String>>>;
+
+    /// This deployment's [`Sealer`], loaded on first use and kept for the process.
+    async fn sealer(&self) -> Result<Arc<Sealer>>;
 }
 
 /// A provider app's OAuth client registration.
@@ -50,6 +54,11 @@ pub struct AppCredentials {
 pub mod names {
     pub fn connection(prefix: &str, org: &str, connection_id: &str) -> String {
         format!("{prefix}/connections/{org}/{connection_id}")
+    }
+
+    /// The key material of the deployment's [`crate::crypto::Sealer`] (AWS backend).
+    pub fn sealing_key(prefix: &str) -> String {
+        format!("{prefix}/sealing-key")
     }
 
     /// `None` scopes: the default; workspace only with an organization.

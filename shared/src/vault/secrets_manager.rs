@@ -4,19 +4,52 @@ use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::types::Tag;
 
-use super::{Vault, sdk_error};
+use std::sync::Arc;
+
+use super::{Vault, names, sdk_error};
+use crate::crypto::{Sealer, random_token};
 use crate::secret::Sensitive;
 use crate::{Error, Result};
 
-#[derive(Debug, Clone)]
 pub struct SecretsManagerVault {
     client: Client,
     kms_key_id: Option<String>,
+    /// Where the sealer's key material lives (`<prefix>/sealing-key`).
+    sealing_key: String,
+    sealer: tokio::sync::OnceCell<Arc<Sealer>>,
 }
 
 impl SecretsManagerVault {
-    pub fn new(client: Client, kms_key_id: Option<String>) -> Self {
-        SecretsManagerVault { client, kms_key_id }
+    pub fn new(client: Client, kms_key_id: Option<String>, secret_prefix: &str) -> Self {
+        SecretsManagerVault {
+            client,
+            kms_key_id,
+            sealing_key: names::sealing_key(secret_prefix),
+            sealer: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// Creates the sealer's key material where missing (`brokerctl init`; the template creates
+    /// it on deploy). Never replaces it: documents sealed under it would no longer open.
+    pub async fn init(&self) -> Result<()> {
+        let created = self
+            .client
+            .create_secret()
+            .name(&self.sealing_key)
+            .secret_string(random_token()?)
+            .set_kms_key_id(self.kms_key_id.clone())
+            .send()
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_resource_exists_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(sdk_error("CreateSecret", e)),
+        }
     }
 }
 
@@ -82,6 +115,21 @@ impl Vault for SecretsManagerVault {
             .await
             .map_err(|e| sdk_error("PutSecretValue", e))?;
         Ok(())
+    }
+
+    async fn sealer(&self) -> Result<Arc<Sealer>> {
+        self.sealer
+            .get_or_try_init(|| async {
+                let material = self.get_secret(&self.sealing_key).await?.ok_or_else(|| {
+                    Error::internal(format!(
+                        "{} is missing (the template creates it; so does brokerctl init)",
+                        self.sealing_key
+                    ))
+                })?;
+                Ok(Arc::new(Sealer::derive(material.expose().as_bytes())))
+            })
+            .await
+            .cloned()
     }
 
     async fn get_secret(&self, name: &str) -> Result<Option<Sensitive<String>>> {
