@@ -3,7 +3,11 @@
 //! rotated refresh token never sent twice; a dead holder's lease lapses; failures are classified.
 //! Every assertion is on what the fake provider was asked and what the store holds.
 
-use broker::connection::{Change, ConnectionStatus, Lease, Transition};
+use broker::connection::{
+    Change, Connection, ConnectionStatus, Lease, TokenOwner, Transition, write_tokens,
+};
+use broker::provider::TokenSet;
+use broker::secret::Sensitive;
 use broker_tests::harness::FakeEntry;
 use broker_tests::{Backend, Broker, Knobs, on_both_backends};
 use std::sync::atomic::Ordering;
@@ -25,6 +29,7 @@ on_both_backends!(
     a_token_outside_the_margin_is_handed_out_without_a_provider_request,
     a_refresh_whose_vault_write_fails_keeps_the_new_tokens_sealed_until_written,
     a_declared_token_lifetime_dates_a_token_sent_without_expiry,
+    a_refresh_that_cannot_start_releases_its_lease_at_once,
 );
 
 /// An authorized connection whose token the provider issued (the first in its ledger).
@@ -531,4 +536,53 @@ async fn a_declared_token_lifetime_dates_a_token_sent_without_expiry(backend: Ba
     assert!(now["expires_at"].is_string(), "{now}");
     assert_eq!(broker.provider.ledger().refreshes().len(), 1);
     assert_ne!(later["access_token"], first.as_str());
+}
+
+async fn a_refresh_that_cannot_start_releases_its_lease_at_once(backend: Backend) {
+    // Given a connection inside the margin whose provider has since left the catalog (made
+    // through the ports, with its token document in the vault)
+    let broker = Broker::start(backend).await;
+    let now = broker.app.clock.now();
+    let mut c = Connection::new(
+        &broker.org,
+        None,
+        7,
+        "retired-provider",
+        ConnectionStatus::Active,
+        now,
+    );
+    c.token_expires_at = Some(now + 60);
+    broker.app.connections.create_connection(&c).await.unwrap();
+    let tokens = TokenSet {
+        access_token: Sensitive::new("at-of-a-retired-provider".into()),
+        refresh_token: Some(Sensitive::new("rt-of-a-retired-provider".into())),
+        token_type: "bearer".into(),
+        expires_at: c.token_expires_at,
+        scope: None,
+        provider: c.provider.clone(),
+        metadata: Default::default(),
+    };
+    write_tokens(
+        broker.app.vault.as_ref(),
+        &broker.app.config.secret_prefix,
+        TokenOwner::of(&c),
+        &tokens,
+        "test",
+    )
+    .await
+    .unwrap();
+
+    // When two callers ask in turn
+    let first = broker.token(&c.id, false).await;
+    let second = broker.token(&c.id, false).await;
+
+    // Then both are refused at once, and no lease is left behind to hold others
+    for (status, body) in [&first, &second] {
+        assert_eq!(*status, 404, "{body}");
+        assert_eq!(body["error"]["code"], "NOT_FOUND");
+    }
+    assert!(broker.provider.ledger().token_requests.is_empty());
+    let after = broker.connection(&c.id).await;
+    assert_eq!(after.refresh_lease, None);
+    assert_eq!(after.version, 4, "two leases taken and released");
 }

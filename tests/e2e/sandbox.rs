@@ -21,7 +21,7 @@ async fn a_sandbox_connection_is_read_and_refreshed_through_serve() {
         "BROKER_BACKEND" => Some("embedded".into()),
         "BROKER_PUBLIC_URL" => Some(format!("http://{addr}")),
         "BROKER_ALLOW_LOOPBACK_HTTP" => Some("1".into()),
-        "BROKER_REFRESH_MARGIN_SECS" => Some(brokerctl::SERVE_REFRESH_MARGIN_SECS.to_string()),
+        "BROKER_REFRESH_MARGIN_SECS" => Some(brokerctl::LOCAL_REFRESH_MARGIN_SECS.to_string()),
         "BROKER_DATA_DIR" => Some(dir.display().to_string()),
         _ => None,
     })

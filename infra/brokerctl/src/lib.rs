@@ -9,13 +9,13 @@ pub mod server;
 
 use std::net::SocketAddr;
 
-/// `serve`'s refresh margin, unless `BROKER_REFRESH_MARGIN_SECS` says otherwise.
-pub const SERVE_REFRESH_MARGIN_SECS: i64 = 30;
+/// The embedded backend's refresh margin, unless `BROKER_REFRESH_MARGIN_SECS` says otherwise.
+pub const LOCAL_REFRESH_MARGIN_SECS: i64 = 30;
 
 /// Configuration for `brokerctl`: the environment, with the backend from `--backend`, loopback
-/// http allowed (local serving, and registering loopback redirect URLs), and for `serve` a public
-/// URL defaulting to the listening address and a 30 s refresh margin (the sandbox's tokens live
-/// two minutes: the default 300 s would refresh them at every read).
+/// http allowed (local serving, and registering loopback redirect URLs), for `serve` a public
+/// URL defaulting to the listening address, and on the embedded backend a 30 s refresh margin
+/// (the sandbox's tokens live two minutes: the default 300 s would refresh them at every read).
 pub fn config(backend: &str, serve_addr: Option<SocketAddr>) -> broker::Result<broker::Config> {
     broker::Config::from_lookup(|name| match name {
         "BROKER_BACKEND" => Some(backend.to_string()),
@@ -32,7 +32,7 @@ pub fn config(backend: &str, serve_addr: Option<SocketAddr>) -> broker::Result<b
         "BROKER_REFRESH_MARGIN_SECS" => std::env::var(name)
             .ok()
             .filter(|v| !v.is_empty())
-            .or_else(|| serve_addr.map(|_| SERVE_REFRESH_MARGIN_SECS.to_string())),
+            .or_else(|| (backend == "embedded").then(|| LOCAL_REFRESH_MARGIN_SECS.to_string())),
         _ => std::env::var(name).ok(),
     })
 }

@@ -4,6 +4,7 @@
 //! returned), then releases the lease in the transition that records the result. Everyone else
 //! waits a bounded time and reads that result. A rotated refresh token is never sent twice.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::document::{document, read_current, sealing_place};
@@ -11,8 +12,9 @@ use super::{
     Change, Connection, ConnectionStatus, Lease, TokenOwner, Transition, granted_scopes,
     rewrite_tokens,
 };
-use crate::crypto::random_token;
-use crate::provider::TokenSet;
+use crate::crypto::{Sealer, random_token};
+use crate::provider::{Endpoints, Provider, TokenSet};
+use crate::vault::AppCredentials;
 use crate::{App, Error, Result};
 
 /// How long a holder may take: above the token client's 10 s timeout and the vault write, so a
@@ -149,17 +151,27 @@ async fn take_lease(app: &App, c: &Connection, owner: &str, now: i64) -> Result<
 
 /// Under the lease: a sealed document written to the vault first; then, when `due`, the refresh
 /// token from the vault, the provider's answer, the result persisted and the lease released in
-/// one fenced transition.
+/// one fenced transition. Whatever fails before the provider is asked releases the lease at once,
+/// so a missing app credential or a vault outage does not hold other callers for the lease's life.
 async fn refresh_held(
     app: &App,
     leased: Connection,
     due: bool,
     owner: &str,
 ) -> Result<(TokenSet, bool)> {
-    let current = read_current(app, &leased).await?;
-    // Loaded now, while the vault answers: should the write of the provider's answer fail, the
-    // answer is sealed from memory.
-    let sealer = app.vault.sealer().await?;
+    let Prepared {
+        current,
+        sealer,
+        provider,
+        endpoints,
+        credentials,
+    } = match prepare(app, &leased).await {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            release(app, &leased, leased.status, Change::default()).await?;
+            return Err(e);
+        }
+    };
     if !due {
         // Only a sealed document to put where it belongs.
         let change = persist(app, &leased, &current, &sealer).await?;
@@ -183,18 +195,6 @@ async fn refresh_held(
             Ok((current, false))
         };
     };
-    let provider = app.catalog.resolve(&leased.provider)?;
-    let endpoints = leased.endpoints.clone().ok_or_else(|| {
-        Error::internal(format!("connection {} kept no token endpoint", leased.id))
-    })?;
-    let credentials = app
-        .apps
-        .credentials(
-            &provider.slug,
-            &leased.organization_id,
-            leased.workspace_id.as_deref(),
-        )
-        .await?;
     let answer = app
         .tokens
         .refresh(
@@ -265,6 +265,42 @@ async fn refresh_held(
     }
 }
 
+/// What a refresh needs before it may ask the provider.
+struct Prepared<'a> {
+    /// The current document, with the refresh token.
+    current: TokenSet,
+    /// Loaded now, while the vault answers, so that a failed write of the provider's answer can
+    /// be sealed from memory.
+    sealer: Arc<Sealer>,
+    provider: &'a Provider,
+    endpoints: Endpoints,
+    credentials: AppCredentials,
+}
+
+async fn prepare<'a>(app: &'a App, leased: &Connection) -> Result<Prepared<'a>> {
+    let current = read_current(app, leased).await?;
+    let sealer = app.vault.sealer().await?;
+    let provider = app.catalog.resolve(&leased.provider)?;
+    let endpoints = leased.endpoints.clone().ok_or_else(|| {
+        Error::internal(format!("connection {} kept no token endpoint", leased.id))
+    })?;
+    let credentials = app
+        .apps
+        .credentials(
+            &provider.slug,
+            &leased.organization_id,
+            leased.workspace_id.as_deref(),
+        )
+        .await?;
+    Ok(Prepared {
+        current,
+        sealer,
+        provider,
+        endpoints,
+        credentials,
+    })
+}
+
 /// Writes `tokens` to the vault as the connection's new document. When the vault refuses (down,
 /// throttled), they are sealed into the change instead, to ride on the lease's release and be
 /// written under the next lease: tokens the provider has issued are never dropped.
@@ -272,7 +308,7 @@ async fn persist(
     app: &App,
     leased: &Connection,
     tokens: &TokenSet,
-    sealer: &crate::crypto::Sealer,
+    sealer: &Sealer,
 ) -> Result<Change> {
     let written = rewrite_tokens(
         app.vault.as_ref(),
