@@ -23,6 +23,7 @@ on_both_backends!(
     key_limited_to_workspaces_cannot_start_flows_elsewhere,
     overlong_query_and_key_are_refused,
     redirect_url_unregistered_after_initiate_is_not_followed,
+    repeated_protocol_parameters_are_refused_before_the_flow_is_touched,
 );
 
 async fn callback_with_reused_state_makes_no_second_token_request(backend: Backend) {
@@ -559,6 +560,48 @@ async fn redirect_url_unregistered_after_initiate_is_not_followed(backend: Backe
         broker.provider.ledger().token_requests.len(),
         0,
         "no code redeemed for a flow that cannot finish"
+    );
+}
+
+async fn repeated_protocol_parameters_are_refused_before_the_flow_is_touched(backend: Backend) {
+    // Given a flow the browser took to the provider, and the callback URL it came back with
+    let broker = Broker::start(backend).await;
+    let mut browser = Browser::default();
+    let consent = broker.initiate(&broker.initiate_body()).await;
+    let callback = broker.through_provider(&mut browser, &consent).await;
+    let (base, query) = callback.split_once('?').unwrap();
+
+    // When the callback arrives with a protocol parameter twice, either order (RFC 6749 §3.1)
+    let forged = [
+        format!("{base}?state=forged-state-value-aaaaaaaaaaaaaaaaaaaaaaaaaaaa&{query}"),
+        format!("{base}?{query}&state=forged-state-value-aaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+        format!("{base}?{query}&code=another-code"),
+        format!("{base}?iss=https%3A%2F%2Fevil.example&{query}&iss=https%3A%2F%2Ffake.example"),
+        format!("{base}?{query}&error=access_denied&error=server_error"),
+    ];
+    for url in &forged {
+        // Then each gets the static 400 page, and the provider is never asked for a token
+        assert_static_refusal(browser.get(url).await).await;
+    }
+    assert!(broker.provider.ledger().token_requests.is_empty());
+
+    // And the flow was not touched: the clean callback still finishes it, once
+    let resp = browser.get(&callback).await;
+    assert_eq!(resp.status().as_u16(), 303);
+    assert_eq!(broker.provider.ledger().redeemed.len(), 1);
+
+    // And an authorize request naming `flow` twice is refused before any flow is bound
+    let consent = broker.initiate(&broker.initiate_body()).await;
+    let flow = query_of(&consent)["flow"].clone();
+    let mut fresh = Browser::default();
+    let twice = format!("{consent}&flow={flow}");
+    assert_static_refusal(fresh.get(&twice).await).await;
+    assert!(fresh.cookies().is_empty(), "no binding cookie set");
+    let mut other = Browser::default();
+    assert_eq!(
+        other.get(&consent).await.status().as_u16(),
+        302,
+        "still unbound"
     );
 }
 

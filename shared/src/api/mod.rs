@@ -102,15 +102,22 @@ fn json_depth(bytes: &[u8]) -> usize {
     max
 }
 
-/// The query string as a map (the last value of a repeated name wins), bounded in length.
+/// The query string as a map, bounded in length. A name given twice is refused, on every route:
+/// RFC 6749 §3.1 forbids repeating a protocol parameter, and "the last one wins" would let
+/// `state=<forged>&...&state=<real>` or `iss=<wrong>&iss=<right>` through a check of the other.
 pub fn query(req: &Request) -> Result<HashMap<String, String>> {
     let raw = req.uri().query().unwrap_or("");
     if raw.len() > MAX_QUERY {
         return Err(Error::validation("query string too long"));
     }
-    Ok(url::form_urlencoded::parse(raw.as_bytes())
-        .into_owned()
-        .collect())
+    let mut query = HashMap::new();
+    for (name, value) in url::form_urlencoded::parse(raw.as_bytes()).into_owned() {
+        if query.insert(name, value).is_some() {
+            // The name is the caller's: not echoed.
+            return Err(Error::validation("a query parameter is repeated"));
+        }
+    }
+    Ok(query)
 }
 
 /// A required query parameter.
