@@ -4,6 +4,7 @@
 //! the API Gateway v2 events under `tests/events/` with `cargo lambda invoke` and drives the
 //! browser's steps itself.
 
+use std::collections::BTreeMap;
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
@@ -60,15 +61,38 @@ fn watch(broker: &Broker) -> Watch {
     let config = &broker.app.config;
     let port = free_port();
     let workspace = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    // The variables `sam local` gives the functions (infra/sam-local/env.json), with this run's
+    // table, prefix, URL and emulator in place of the file's values: the two paths share one list.
+    let file: BTreeMap<String, BTreeMap<String, String>> = serde_json::from_str(
+        &std::fs::read_to_string(format!("{workspace}/infra/sam-local/env.json")).unwrap(),
+    )
+    .unwrap();
+    let mut env = file["InitiateFunction"].clone();
+    for (name, value) in [
+        ("BROKER_TABLE", config.table.as_str()),
+        ("BROKER_SECRET_PREFIX", config.secret_prefix.as_str()),
+        ("BROKER_PUBLIC_URL", config.public_url.as_str()),
+        (
+            "AWS_ENDPOINT_URL",
+            &std::env::var("AWS_ENDPOINT_URL").unwrap(),
+        ),
+    ] {
+        let slot = env
+            .get_mut(name)
+            .unwrap_or_else(|| panic!("env.json sets {name}"));
+        *slot = value.to_string();
+    }
+    assert!(
+        file.values().all(|f| *f == file["InitiateFunction"]),
+        "every function's entry alike, so one watch serves them all"
+    );
     let child = std::process::Command::new("cargo")
         .current_dir(workspace)
         .args(["lambda", "watch", "--invoke-address", "127.0.0.1"])
         .args(["--invoke-port", &port.to_string()])
+        .envs(&env)
+        // The template's own literal (env.json need not repeat it), and the fake provider.
         .env("BROKER_BACKEND", "aws")
-        .env("BROKER_TABLE", &config.table)
-        .env("BROKER_SECRET_PREFIX", &config.secret_prefix)
-        .env("BROKER_PUBLIC_URL", config.public_url.as_str())
-        .env("BROKER_ALLOW_LOOPBACK_HTTP", "1")
         .env("BROKER_PROVIDERS_FILE", &providers)
         .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
         .stdout(std::fs::File::create(dir.join("watch.log")).unwrap())
