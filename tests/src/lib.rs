@@ -5,6 +5,7 @@
 pub mod aws_requests;
 pub mod contract;
 pub mod fake_provider;
+pub mod fault_proxy;
 pub mod harness;
 pub mod outage;
 

@@ -13,6 +13,7 @@ use aws_sdk_dynamodb::types::{
     KeyType, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType,
     TimeToLiveSpecification, TransactWriteItem, Update,
 };
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -186,8 +187,8 @@ impl TransitionExpr {
 
 /// A cancelled transaction: a failed condition is `on_condition`; throttling and conflicts with
 /// other transactions are temporary (503); anything else goes the usual way.
-fn transaction_error<R: std::fmt::Debug>(
-    e: SdkError<TransactWriteItemsError, R>,
+fn transaction_error(
+    e: SdkError<TransactWriteItemsError, HttpResponse>,
     on_condition: Error,
 ) -> Error {
     if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use serde::{Deserialize, Serialize};
 
 use crate::cache::TtlCache;
@@ -139,12 +140,12 @@ impl AppRegistry {
     }
 }
 
-/// Throttling, timeouts and unreachable endpoints become 503 (retry later); anything else is an
-/// internal error whose text stays in the logs.
-pub(crate) fn sdk_error<E, R>(operation: &str, e: SdkError<E, R>) -> Error
+/// Throttling, timeouts, unreachable endpoints and any 5xx answer (whatever its body: AWS's
+/// generic `InternalFailure`, or a proxy's page that does not parse) become 503, retry later;
+/// anything else is an internal error whose text stays in the logs.
+pub(crate) fn sdk_error<E>(operation: &str, e: SdkError<E, HttpResponse>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     let transient_codes = [
         "ThrottlingException",
@@ -155,16 +156,20 @@ where
         "ServiceUnavailable",
         "LimitExceededException",
     ];
-    let transient = match &e {
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        SdkError::ServiceError(se) => se
-            .err()
-            .code()
-            .is_some_and(|c| transient_codes.contains(&c)),
-        _ => false,
-    };
+    let server_error = e
+        .raw_response()
+        .is_some_and(|r| r.status().is_server_error());
+    let transient = server_error
+        || match &e {
+            SdkError::DispatchFailure(_)
+            | SdkError::TimeoutError(_)
+            | SdkError::ResponseError(_) => true,
+            SdkError::ServiceError(se) => se
+                .err()
+                .code()
+                .is_some_and(|c| transient_codes.contains(&c)),
+            _ => false,
+        };
     let detail = match &e {
         SdkError::ServiceError(se) => format!(
             "{operation}: {}",
