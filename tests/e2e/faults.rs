@@ -1,12 +1,16 @@
 //! Faults on the AWS backend: the emulator goes away mid-flow (a relay in front of it is taken
 //! down) and comes back; DynamoDB answers AWS's own 500 `InternalFailure` or throttles every call
-//! (a proxy injects them). The broker must answer 503 without having touched the provider, and a
+//! (a proxy injects them); and on both backends, the vault refusing the tokens a callback or
+//! complete_oauth just redeemed (a vault behind the port whose writes fail). The broker must answer 503 without having touched the provider, and a
 //! retry of the same request must finish the flow, redeeming the code exactly once.
 
+use std::sync::atomic::Ordering;
+
 use broker_tests::fault_proxy::{Fault, FaultProxy};
-use broker_tests::harness::location;
+use broker_tests::harness::{FAKE_DEFINITION, location};
 use broker_tests::outage::Outage;
-use broker_tests::{Broker, Browser, query_of};
+use broker_tests::{Backend, Broker, Browser, on_both_backends, query_of};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_going_away_mid_flow_gives_503_and_the_same_callback_finishes_later() {
@@ -143,4 +147,122 @@ async fn dynamodb_answering_500_internal_failure_is_503_everywhere_and_heals() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_throttling_every_call_is_503_everywhere_and_heals() {
     dynamodb_fault_is_503_on_every_route_and_heals(Fault::Throttle).await;
+}
+
+on_both_backends!(
+    tokens_the_callback_could_not_store_wait_sealed_and_the_same_callback_finishes,
+    tokens_complete_oauth_could_not_store_wait_sealed_and_the_same_request_finishes,
+);
+
+async fn tokens_the_callback_could_not_store_wait_sealed_and_the_same_callback_finishes(
+    backend: Backend,
+) {
+    // Given a flow the browser took to the provider, and a vault that refuses writes
+    let broker = Broker::start(backend).await;
+    let mut browser = Browser::default();
+    let consent = broker.initiate(&broker.initiate_body()).await;
+    let callback = broker.through_provider(&mut browser, &consent).await;
+    broker.vault_write_fails.store(true, Ordering::SeqCst);
+
+    // When the callback redeems the code but cannot store the tokens
+    let page = browser.get(&callback).await;
+
+    // Then the browser gets the 503 page with Retry-After, the code was redeemed once
+    assert_eq!(page.status().as_u16(), 503);
+    assert!(page.headers().contains_key("retry-after"));
+    assert!(page.headers().get("location").is_none());
+    let ledger = broker.provider.ledger();
+    assert_eq!(ledger.redeemed.len(), 1);
+    let issued = ledger.issued_tokens()[0].clone();
+
+    // When the vault is back and the same browser retries the same callback
+    broker.vault_write_fails.store(false, Ordering::SeqCst);
+    let done = browser.get(&callback).await;
+
+    // Then the flow finishes with the tokens of that one redemption, which the provider accepts
+    assert_eq!(done.status().as_u16(), 303);
+    let params = query_of(&location(&done));
+    let doc = broker.read_secret(&params["secret_id"], &issued).await;
+    assert_eq!(doc["access_token"], issued.as_str());
+    assert!(broker.provider.accepts(&issued));
+    assert_eq!(
+        broker.provider.ledger().token_requests.len(),
+        1,
+        "no second redemption"
+    );
+
+    // And a third try is a replay: refused, still without a token request
+    let replay = browser.get(&callback).await;
+    assert_eq!(replay.status().as_u16(), 400);
+    assert_eq!(broker.provider.ledger().token_requests.len(), 1);
+}
+
+async fn tokens_complete_oauth_could_not_store_wait_sealed_and_the_same_request_finishes(
+    backend: Backend,
+) {
+    // Given a client-callback flow whose provider redirect the platform holds
+    let broker = Broker::start(backend).await;
+    let start = json!({ "sourceDefinitionId": FAKE_DEFINITION, "workspaceId": "ws-1",
+                        "redirectUrl": broker.redirect_url });
+    let (status, body) = broker
+        .post(
+            "/v1/source_oauths/get_consent_url",
+            Some(&broker.key),
+            &start,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let at_provider = Browser::default()
+        .get(body["consentUrl"].as_str().unwrap())
+        .await;
+    let back = query_of(&location(&at_provider));
+    let complete = json!({ "sourceDefinitionId": FAKE_DEFINITION, "workspaceId": "ws-1",
+                           "returnSecretCoordinate": true,
+                           "queryParams": { "code": back["code"], "state": back["state"] } });
+    broker.vault_write_fails.store(true, Ordering::SeqCst);
+
+    // When complete_oauth redeems the code but cannot store the tokens
+    let (status, body) = broker
+        .post(
+            "/v1/source_oauths/complete_oauth",
+            Some(&broker.key),
+            &complete,
+        )
+        .await;
+
+    // Then it is a 503 envelope, after one redemption
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "SERVICE_UNAVAILABLE");
+    assert_eq!(broker.provider.ledger().redeemed.len(), 1);
+
+    // When the vault is back, the same request finishes it, with no second redemption
+    broker.vault_write_fails.store(false, Ordering::SeqCst);
+    let (status, body) = broker
+        .post(
+            "/v1/source_oauths/complete_oauth",
+            Some(&broker.key),
+            &complete,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["request_succeeded"], true, "{body}");
+    let issued = broker.provider.ledger().issued_tokens()[0].clone();
+    let secret_id = body["auth_payload"]["secretId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let doc = broker.read_secret(&secret_id, &issued).await;
+    assert_eq!(doc["access_token"], issued.as_str());
+    assert_eq!(broker.provider.ledger().token_requests.len(), 1);
+
+    // And the same request a third time is refused as a replay
+    let (status, _) = broker
+        .post(
+            "/v1/source_oauths/complete_oauth",
+            Some(&broker.key),
+            &complete,
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(broker.provider.ledger().token_requests.len(), 1);
 }

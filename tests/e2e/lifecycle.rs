@@ -142,8 +142,14 @@ async fn a_flow_outcome_whose_connection_refuses_the_transition_is_not_written_e
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_costs_four_aws_requests() {
-    // Given a flow the browser took to the provider (app credentials cached by initiate)
+    // Given a warm process (one flow finished: app credentials cached, and the sealing key
+    // loaded once per process before a first code is spent), and a flow the browser took to the
+    // provider
     let broker = Broker::start(Backend::Aws).await;
+    let consent = broker.initiate(&broker.initiate_body()).await;
+    let mut warm = Browser::default();
+    let first = broker.through_provider(&mut warm, &consent).await;
+    assert_eq!(warm.get(&first).await.status().as_u16(), 303);
     let consent = broker.initiate(&broker.initiate_body()).await;
     let mut browser = Browser::default();
     let callback = broker.through_provider(&mut browser, &consent).await;

@@ -10,6 +10,7 @@ use crate::connection::{
 use crate::crypto::{random_token, sha256_hex};
 use crate::provider::{Provider, TokenSet};
 use crate::redirect::RedirectUrl;
+use crate::secret::Sensitive;
 use crate::{App, Error, Result};
 
 /// Finishes the browser's round trip: consumes the flow once, checks binding and issuer, redeems
@@ -73,22 +74,51 @@ pub(crate) enum Ending {
 /// The shared end of every flow, whoever brings the authorization response (the browser at the
 /// callback, or the platform at `complete_oauth`): redeem the code, store the tokens, record the
 /// connection and the flow's outcome.
+///
+/// Tokens the provider issued are never dropped (DESIGN §9.2): when storing them fails (the
+/// vault or the table unavailable), they are sealed onto the flow, which waits as `exchanged`;
+/// the same request later takes it again and stores them without redeeming the code twice.
 pub(crate) async fn finish(
     app: &App,
     flow: &Flow,
     query: &HashMap<String, String>,
 ) -> Result<Ending> {
     let provider = app.catalog.resolve(&flow.provider)?;
-    match redeem(app, flow, provider, query).await {
-        Ok(tokens) => {
-            let secret_id = store(app, flow, provider, &tokens).await?;
-            Ok(Ending::Stored { secret_id, tokens })
+    let place = format!("FLOW#{}", flow.key);
+    let (tokens, sealer) = match &flow.sealed_tokens {
+        // Redeemed by an earlier attempt: the tokens wait on the flow.
+        Some(sealed) => {
+            let sealer = app.vault.sealer().await?;
+            let document = sealer.open(&place, sealed)?;
+            let tokens = serde_json::from_str(document.expose()).map_err(Error::internal)?;
+            (tokens, sealer)
         }
-        Err(refusal) => {
-            fail(app, flow).await?;
-            tracing::info!(provider = %flow.provider, error = %refusal.error, "flow ended without tokens");
-            Ok(Ending::Refused(refusal))
+        None => {
+            // Loaded before the code is spent, while the vault answers: should storing the tokens
+            // fail, they are sealed from memory.
+            let sealer = app.vault.sealer().await?;
+            match redeem(app, flow, provider, query).await {
+                Ok(tokens) => (tokens, sealer),
+                Err(refusal) => {
+                    fail(app, flow).await?;
+                    tracing::info!(provider = %flow.provider, error = %refusal.error, "flow ended without tokens");
+                    return Ok(Ending::Refused(refusal));
+                }
+            }
         }
+    };
+    match store(app, flow, provider, &tokens).await {
+        Ok(secret_id) => Ok(Ending::Stored { secret_id, tokens }),
+        Err(e @ (Error::Unavailable(_) | Error::Internal(_))) => {
+            let document = Sensitive::new(serde_json::to_string(&tokens).map_err(Error::internal)?);
+            let owner = flow.lease_owner.as_deref().unwrap_or_default();
+            app.flows
+                .park_flow(&flow.key, owner, &sealer.seal(&place, &document)?)
+                .await?;
+            tracing::warn!(provider = %flow.provider, connection_id = %flow.connection_id, error = %e, "tokens could not be stored: kept sealed on the flow for a retry of the same request");
+            Err(e)
+        }
+        Err(e) => Err(e),
     }
 }
 

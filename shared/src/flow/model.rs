@@ -88,6 +88,9 @@ pub enum FlowStatus {
     Pending,
     /// Taken by one callback (its lease owner); never taken again.
     Consumed,
+    /// The code was redeemed but the tokens could not be stored: they wait on the flow, sealed,
+    /// for the same callback (or `complete_oauth`) to take the flow again and store them.
+    Exchanged,
     Completed,
     Failed,
 }
@@ -123,6 +126,9 @@ pub struct Flow {
     /// The callback invocation that consumed the flow, to recognise its own write on an SDK retry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_owner: Option<String>,
+    /// An `exchanged` flow's tokens, sealed ([`crate::crypto::Sealer`]); gone once stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_tokens: Option<String>,
     pub connection_id: String,
     pub created_at: i64,
     /// Epoch seconds; also the table's TTL attribute, but checked by every read.

@@ -100,6 +100,7 @@ pub async fn start(app: &App, caller: &Caller, req: StartRequest) -> Result<Star
         binding_hash: None,
         status: FlowStatus::Pending,
         lease_owner: None,
+        sealed_tokens: None,
         connection_id: connection.id.clone(),
         created_at: now,
         expires_at,

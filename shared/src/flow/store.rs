@@ -15,8 +15,8 @@ pub trait FlowStore: Send + Sync {
     /// browser may come back. Anything else is [`crate::Error::FlowRejected`].
     async fn bind_flow(&self, key: &str, binding_hash: &str, now: i64) -> Result<Flow>;
 
-    /// Takes a pending, unexpired flow that `claim` fits, exactly once across all callers.
-    /// A repeat by the same `lease_owner` (a retried write) gets the flow again.
+    /// Takes a pending (or exchanged) unexpired flow that `claim` fits, exactly once across all
+    /// callers. A repeat by the same `lease_owner` (a retried write) gets the flow again.
     async fn consume_flow(
         &self,
         key: &str,
@@ -25,9 +25,14 @@ pub trait FlowStore: Send + Sync {
         now: i64,
     ) -> Result<Flow>;
 
+    /// Parks a flow `lease_owner` consumed whose code was redeemed but whose tokens could not be
+    /// stored: `exchanged`, the tokens sealed on it, for a later [`Self::consume_flow`] with the
+    /// same claim to take and finish. Its expiry still bounds how long they wait.
+    async fn park_flow(&self, key: &str, lease_owner: &str, sealed_tokens: &str) -> Result<()>;
+
     /// Records how a consumed flow ended together with its connection's transition, in one
     /// atomic write: either both happen or neither ([`crate::Error::Conflict`] when the connection
-    /// does not admit the transition).
+    /// does not admit the transition). Sealed tokens, if any, go.
     async fn finish_flow(
         &self,
         key: &str,

@@ -508,8 +508,9 @@ impl FlowStore for DynamoStore {
         lease_owner: &str,
         now: i64,
     ) -> Result<Flow> {
-        let mut condition =
-            String::from("attribute_exists(pk) AND #status = :pending AND expires_at > :now");
+        let mut condition = String::from(
+            "attribute_exists(pk) AND #status IN (:pending, :exchanged) AND expires_at > :now",
+        );
         let mut req = self
             .client
             .update_item()
@@ -519,6 +520,7 @@ impl FlowStore for DynamoStore {
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":consumed", s("consumed"))
             .expression_attribute_values(":pending", s("pending"))
+            .expression_attribute_values(":exchanged", s("exchanged"))
             .expression_attribute_values(":owner", s(lease_owner))
             .expression_attribute_values(":now", n(now))
             .return_values(ReturnValue::AllNew);
@@ -547,6 +549,33 @@ impl FlowStore for DynamoStore {
         }
     }
 
+    async fn park_flow(
+        &self,
+        flow_key: &str,
+        lease_owner: &str,
+        sealed_tokens: &str,
+    ) -> Result<()> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::flow(flow_key))))
+            .update_expression("SET #status = :exchanged, sealed_tokens = :sealed")
+            .condition_expression("#status = :consumed AND lease_owner = :owner")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":exchanged", s("exchanged"))
+            .expression_attribute_values(":consumed", s("consumed"))
+            .expression_attribute_values(":owner", s(lease_owner))
+            .expression_attribute_values(":sealed", s(sealed_tokens))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Err(Error::Conflict("the flow changed")),
+            Err(e) => Err(sdk_error("UpdateItem", e)),
+        }
+    }
+
     async fn finish_flow(
         &self,
         flow_key: &str,
@@ -556,7 +585,7 @@ impl FlowStore for DynamoStore {
         let flow = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(keys::flow(flow_key))))
-            .update_expression("SET #status = :s")
+            .update_expression("SET #status = :s REMOVE sealed_tokens")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":s", status_value(status)?)

@@ -337,7 +337,8 @@ impl FlowStore for EmbeddedStore {
         now: i64,
     ) -> Result<Flow> {
         let outcome = self.db.modify(&keys::flow(key), false, |f: &mut Flow| {
-            let ok = f.status == FlowStatus::Pending && f.expires_at > now && claim.admits(f);
+            let takeable = matches!(f.status, FlowStatus::Pending | FlowStatus::Exchanged);
+            let ok = takeable && f.expires_at > now && claim.admits(f);
             if ok {
                 f.status = FlowStatus::Consumed;
                 f.lease_owner = Some(lease_owner.to_string());
@@ -356,6 +357,22 @@ impl FlowStore for EmbeddedStore {
         }
     }
 
+    async fn park_flow(&self, key: &str, lease_owner: &str, sealed_tokens: &str) -> Result<()> {
+        let outcome = self.db.modify(&keys::flow(key), false, |f: &mut Flow| {
+            let ours =
+                f.status == FlowStatus::Consumed && f.lease_owner.as_deref() == Some(lease_owner);
+            if ours {
+                f.status = FlowStatus::Exchanged;
+                f.sealed_tokens = Some(sealed_tokens.to_string());
+            }
+            ours
+        })?;
+        match outcome {
+            Outcome::Applied(_) => Ok(()),
+            _ => Err(Error::Conflict("the flow changed")),
+        }
+    }
+
     async fn finish_flow(
         &self,
         key: &str,
@@ -367,6 +384,7 @@ impl FlowStore for EmbeddedStore {
         self.db.transaction(|tx| {
             let flow = modify_in(tx, &keys::flow(key), false, |f: &mut Flow| {
                 f.status = status;
+                f.sealed_tokens = None;
                 true
             })?;
             let changed = modify_in(tx, &connection_key, false, |c| connection.apply(c))?;
