@@ -219,16 +219,17 @@ async fn tokens_complete_oauth_could_not_store_wait_sealed_and_the_same_request_
     let complete = json!({ "sourceDefinitionId": FAKE_DEFINITION, "workspaceId": "ws-1",
                            "returnSecretCoordinate": true,
                            "queryParams": { "code": back["code"], "state": back["state"] } });
-    broker.vault_write_fails.store(true, Ordering::SeqCst);
-
-    // When complete_oauth redeems the code but cannot store the tokens
-    let (status, body) = broker
-        .post(
+    let complete_oauth = || {
+        broker.post(
             "/v1/source_oauths/complete_oauth",
             Some(&broker.key),
             &complete,
         )
-        .await;
+    };
+    broker.vault_write_fails.store(true, Ordering::SeqCst);
+
+    // When complete_oauth redeems the code but cannot store the tokens
+    let (status, body) = complete_oauth().await;
 
     // Then it is a 503 envelope, after one redemption
     assert_eq!(status, 503, "{body}");
@@ -237,13 +238,7 @@ async fn tokens_complete_oauth_could_not_store_wait_sealed_and_the_same_request_
 
     // When the vault is back, the same request finishes it, with no second redemption
     broker.vault_write_fails.store(false, Ordering::SeqCst);
-    let (status, body) = broker
-        .post(
-            "/v1/source_oauths/complete_oauth",
-            Some(&broker.key),
-            &complete,
-        )
-        .await;
+    let (status, body) = complete_oauth().await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["request_succeeded"], true, "{body}");
     let issued = broker.provider.ledger().issued_tokens()[0].clone();
@@ -256,13 +251,66 @@ async fn tokens_complete_oauth_could_not_store_wait_sealed_and_the_same_request_
     assert_eq!(broker.provider.ledger().token_requests.len(), 1);
 
     // And the same request a third time is refused as a replay
-    let (status, _) = broker
+    let (status, _) = complete_oauth().await;
+    assert_eq!(status, 400);
+    assert_eq!(broker.provider.ledger().token_requests.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initiate_whose_transaction_answer_is_lost_answers_once_with_no_orphan() {
+    // Given DynamoDB applying initiate's transaction but its answer lost (the SDK retries)
+    let proxy = FaultProxy::in_front_of_emulator().await;
+    let broker = Broker::start_through(&proxy.url).await;
+    proxy.inject_once("DynamoDB_20120810.TransactWriteItems", Fault::LoseResponse);
+
+    // When the platform starts a flow
+    let path = format!(
+        "/v1/personal-connectors/authorize?organization_id={}",
+        broker.org
+    );
+    let (status, started) = broker
         .post(
-            "/v1/source_oauths/complete_oauth",
+            &path,
             Some(&broker.key),
-            &complete,
+            &json!({ "connector_type": "fake", "redirect_url": broker.redirect_url }),
         )
         .await;
-    assert_eq!(status, 400);
+
+    // Then it gets its flow, the retry having been recognised as its own write, and the flow
+    // and its connection exist once: the browser finishes it
+    assert_eq!(status, 200, "{started}");
+    assert_eq!(
+        proxy.seen("DynamoDB_20120810.TransactWriteItems"),
+        2,
+        "one retry"
+    );
+    let connection = broker
+        .connection(started["connection_id"].as_str().unwrap())
+        .await;
+    assert_eq!(connection.version, 0);
+    let mut browser = Browser::default();
+    let callback = broker
+        .through_provider(&mut browser, started["authorization_url"].as_str().unwrap())
+        .await;
+    assert_eq!(browser.get(&callback).await.status().as_u16(), 303);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_whose_consuming_write_answer_is_lost_still_finishes_once() {
+    // Given a flow at the provider, and DynamoDB applying the callback's consuming write but
+    // losing its answer
+    let proxy = FaultProxy::in_front_of_emulator().await;
+    let broker = Broker::start_through(&proxy.url).await;
+    let mut browser = Browser::default();
+    let consent = broker.initiate(&broker.initiate_body()).await;
+    let callback = broker.through_provider(&mut browser, &consent).await;
+    proxy.inject_once("DynamoDB_20120810.UpdateItem", Fault::LoseResponse);
+
+    // When the callback arrives
+    let done = browser.get(&callback).await;
+
+    // Then the broker recognised its own write on the retry and finished the flow, once
+    assert_eq!(done.status().as_u16(), 303);
+    assert!(query_of(&location(&done)).contains_key("secret_id"));
     assert_eq!(broker.provider.ledger().token_requests.len(), 1);
 }

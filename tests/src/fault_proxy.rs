@@ -19,12 +19,16 @@ pub enum Fault {
     InternalFailure,
     /// The service's throttling error (400, `ThrottlingException`).
     Throttle,
+    /// The request reaches the emulator and is applied, but its answer is lost: the client gets
+    /// a 500 and, as the SDK does, retries a write that already happened.
+    LoseResponse,
 }
 
 #[derive(Default)]
 struct Inner {
-    /// Operation prefixes and their fault; the first match wins, no match passes.
-    rules: Vec<(String, Fault)>,
+    /// Operation prefixes, their fault, and how many more requests it applies to (`None`: all);
+    /// the first live match wins, no match passes.
+    rules: Vec<(String, Fault, Option<usize>)>,
     seen: BTreeMap<String, usize>,
 }
 
@@ -57,7 +61,16 @@ impl FaultProxy {
             .lock()
             .unwrap()
             .rules
-            .push((prefix.to_string(), fault));
+            .push((prefix.to_string(), fault, None));
+    }
+
+    /// The next request of an operation starting with `prefix` gets `fault`; later ones pass.
+    pub fn inject_once(&self, prefix: &str, fault: Fault) {
+        self.inner
+            .lock()
+            .unwrap()
+            .rules
+            .push((prefix.to_string(), fault, Some(1)));
     }
 
     /// Every operation passes again.
@@ -95,11 +108,16 @@ async fn relay(
     let fault = {
         let mut inner = inner.lock().unwrap();
         *inner.seen.entry(op.clone()).or_default() += 1;
-        inner
+        let rule = inner
             .rules
-            .iter()
-            .find(|(prefix, _)| op.starts_with(prefix.as_str()))
-            .map(|(_, f)| *f)
+            .iter_mut()
+            .find(|(prefix, _, left)| op.starts_with(prefix.as_str()) && *left != Some(0));
+        rule.map(|(_, fault, left)| {
+            if let Some(n) = left {
+                *n -= 1;
+            }
+            *fault
+        })
     };
     let json_type = if op.starts_with("DynamoDB_") {
         "application/x-amz-json-1.0"
@@ -124,28 +142,38 @@ async fn relay(
             "com.amazonaws.dynamodb.v20120810#ThrottlingException",
         ),
         Some(Fault::Throttle) => answer(StatusCode::BAD_REQUEST, "ThrottlingException"),
-        None => {
-            let mut forward = http.request(method, format!("{target}{uri}")).body(body);
-            for (name, value) in &headers {
-                if name != header::HOST && name != header::CONTENT_LENGTH {
-                    forward = forward.header(name, value);
-                }
-            }
-            match forward.send().await {
-                Ok(resp) => {
-                    let status = resp.status();
-                    let headers = resp.headers().clone();
-                    let bytes = resp.bytes().await.unwrap_or_default();
-                    let mut out = (status, bytes).into_response();
-                    for (name, value) in &headers {
-                        if name != header::CONTENT_LENGTH && name != header::TRANSFER_ENCODING {
-                            out.headers_mut().insert(name, value.clone());
-                        }
-                    }
-                    out
-                }
-                Err(_) => StatusCode::BAD_GATEWAY.into_response(),
-            }
+        Some(Fault::LoseResponse) => {
+            let _applied = forward(http, target, method, &uri, &headers, body).await;
+            answer(StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure")
+        }
+        None => forward(http, target, method, &uri, &headers, body).await,
+    }
+}
+
+/// The request as sent, to the emulator; its answer as received.
+async fn forward(
+    http: &reqwest::Client,
+    target: &str,
+    method: Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut forward = http.request(method, format!("{target}{uri}")).body(body);
+    for (name, value) in headers {
+        if name != header::HOST && name != header::CONTENT_LENGTH {
+            forward = forward.header(name, value);
         }
     }
+    let Ok(resp) = forward.send().await else {
+        return StatusCode::BAD_GATEWAY.into_response();
+    };
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    let mut out = (status, resp.bytes().await.unwrap_or_default()).into_response();
+    for (name, value) in &headers {
+        if name != header::CONTENT_LENGTH && name != header::TRANSFER_ENCODING {
+            out.headers_mut().insert(name, value.clone());
+        }
+    }
+    out
 }

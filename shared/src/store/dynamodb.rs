@@ -462,15 +462,25 @@ impl FlowStore for DynamoStore {
                 .map_err(|e| Error::internal(format!("TransactWriteItems: {e}")))
         };
         let flow_item = to_item(keys::flow(&flow.key), flow)?;
-        self.client
+        let sent = self
+            .client
             .transact_write_items()
-            // A key collision (32 random bytes) cancels the transaction: an internal error.
             .transact_items(put(flow_item, Some("attribute_not_exists(pk)"))?)
             .transact_items(put(connection_item(connection)?, None)?)
+            // DynamoDB applies a retried transaction with the same token once (for 10 minutes).
+            .client_request_token(&flow.key[..36])
             .send()
-            .await
-            .map_err(|e| transaction_error(e, Error::internal("flow key collision")))?;
-        Ok(())
+            .await;
+        match sent.map_err(|e| transaction_error(e, Error::Conflict("the flow key exists"))) {
+            Ok(_) => Ok(()),
+            // The key is the hash of 32 random bytes: a flow already under it is this very write,
+            // applied by an attempt whose answer was lost before the SDK retried it.
+            Err(Error::Conflict(_)) => match self.get::<Flow>(keys::flow(&flow.key)).await? {
+                Some(stored) if stored.connection_id == flow.connection_id => Ok(()),
+                _ => Err(Error::internal("flow key collision")),
+            },
+            Err(e) => Err(e),
+        }
     }
 
     async fn bind_flow(&self, flow_key: &str, binding_hash: &str, now: i64) -> Result<Flow> {

@@ -29,6 +29,26 @@ impl SecretsManagerVault {
         }
     }
 
+    /// A new version of the existing secret `name`; its ARN.
+    async fn put_value(
+        &self,
+        name: &str,
+        value: &Sensitive<String>,
+        request_token: &str,
+    ) -> Result<String> {
+        let out = self
+            .client
+            .put_secret_value()
+            .secret_id(name)
+            .secret_string(value.expose())
+            .client_request_token(request_token)
+            .send()
+            .await
+            .map_err(|e| sdk_error("PutSecretValue", e))?;
+        out.arn
+            .ok_or_else(|| Error::internal("PutSecretValue returned no ARN"))
+    }
+
     /// Creates the sealer's key material where missing (`brokerctl init`; the template creates
     /// it on deploy). Never replaces it: documents sealed under it would no longer open.
     pub async fn init(&self) -> Result<()> {
@@ -84,17 +104,7 @@ impl Vault for SecretsManagerVault {
                 if e.as_service_error()
                     .is_some_and(|se| se.is_resource_exists_exception()) =>
             {
-                let out = self
-                    .client
-                    .put_secret_value()
-                    .secret_id(name)
-                    .secret_string(value.expose())
-                    .client_request_token(request_token)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("PutSecretValue", e))?;
-                out.arn
-                    .ok_or_else(|| Error::internal("PutSecretValue returned no ARN"))
+                self.put_value(name, value, request_token).await
             }
             Err(e) => Err(sdk_error("CreateSecret", e)),
         }
@@ -106,15 +116,7 @@ impl Vault for SecretsManagerVault {
         value: &Sensitive<String>,
         request_token: &str,
     ) -> Result<()> {
-        self.client
-            .put_secret_value()
-            .secret_id(name)
-            .secret_string(value.expose())
-            .client_request_token(request_token)
-            .send()
-            .await
-            .map_err(|e| sdk_error("PutSecretValue", e))?;
-        Ok(())
+        self.put_value(name, value, request_token).await.map(|_| ())
     }
 
     async fn sealer(&self) -> Result<Arc<Sealer>> {
