@@ -264,17 +264,7 @@ async fn initiate_whose_transaction_answer_is_lost_answers_once_with_no_orphan()
     proxy.inject_once("DynamoDB_20120810.TransactWriteItems", Fault::LoseResponse);
 
     // When the platform starts a flow
-    let path = format!(
-        "/v1/personal-connectors/authorize?organization_id={}",
-        broker.org
-    );
-    let (status, started) = broker
-        .post(
-            &path,
-            Some(&broker.key),
-            &json!({ "connector_type": "fake", "redirect_url": broker.redirect_url }),
-        )
-        .await;
+    let (status, started) = broker.start_personal().await;
 
     // Then it gets its flow, the retry having been recognised as its own write, and the flow
     // and its connection exist once: the browser finishes it

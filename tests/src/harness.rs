@@ -292,17 +292,7 @@ impl Broker {
 
     /// A personal flow up to the callback: the connection's id and the state token.
     pub async fn authorized_personal_connection(&self) -> (String, String) {
-        let path = format!(
-            "/v1/personal-connectors/authorize?organization_id={}",
-            self.org
-        );
-        let (status, started) = self
-            .post(
-                &path,
-                Some(&self.key),
-                &json!({ "connector_type": "fake", "redirect_url": self.redirect_url }),
-            )
-            .await;
+        let (status, started) = self.start_personal().await;
         assert_eq!(status, 200, "{started}");
         let mut browser = Browser::default();
         let callback = self
@@ -315,6 +305,20 @@ impl Broker {
             params["connection_id"].clone(),
             params["state_token"].clone(),
         )
+    }
+
+    /// The personal-connector authorize call for the fake provider, as the platform makes it.
+    pub async fn start_personal(&self) -> (u16, Value) {
+        let path = format!(
+            "/v1/personal-connectors/authorize?organization_id={}",
+            self.org
+        );
+        self.post(
+            &path,
+            Some(&self.key),
+            &json!({ "connector_type": "fake", "redirect_url": self.redirect_url }),
+        )
+        .await
     }
 
     /// The personal-connector complete call with `state_token`, as the platform makes it.
