@@ -304,3 +304,51 @@ async fn a_callback_whose_consuming_write_answer_is_lost_still_finishes_once() {
     assert!(query_of(&location(&done)).contains_key("secret_id"));
     assert_eq!(broker.provider.ledger().token_requests.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_whose_finishing_transaction_answer_is_lost_still_redirects_once() {
+    // Given a flow at the provider, and DynamoDB applying the callback's last write (the flow's
+    // outcome and the connection's authorization, one transaction) but losing its answer
+    let proxy = FaultProxy::in_front_of_emulator().await;
+    let broker = Broker::start_through(&proxy.url).await;
+    let mut browser = Browser::default();
+    let consent = broker.initiate(&broker.initiate_body()).await;
+    let callback = broker.through_provider(&mut browser, &consent).await;
+    proxy.inject_once("DynamoDB_20120810.TransactWriteItems", Fault::LoseResponse);
+
+    // When the callback arrives
+    let done = browser.get(&callback).await;
+
+    // Then the retry, refused by the first write, is recognised as the broker's own change: the
+    // browser is redirected with the references, after one redemption
+    assert_eq!(done.status().as_u16(), 303);
+    assert!(query_of(&location(&done)).contains_key("secret_id"));
+    assert_eq!(
+        proxy.seen("DynamoDB_20120810.TransactWriteItems"),
+        3,
+        "initiate + 2"
+    );
+    assert_eq!(broker.provider.ledger().token_requests.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_whose_transition_answer_is_lost_still_activates_once() {
+    // Given an authorized personal connection and its state token, and DynamoDB applying the
+    // activation but losing its answer
+    let proxy = FaultProxy::in_front_of_emulator().await;
+    let broker = Broker::start_through(&proxy.url).await;
+    let (connection_id, state_token) = broker.authorized_personal_connection().await;
+    proxy.inject_once("DynamoDB_20120810.UpdateItem", Fault::LoseResponse);
+
+    // When the platform completes it
+    let (status, body) = broker.complete_personal(&state_token).await;
+
+    // Then it is active, once: the retry's refusal was recognised as the broker's own change
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["connection"]["status"], "active");
+    let connection = broker.connection(&connection_id).await;
+    assert_eq!(
+        (connection.status, connection.version),
+        (broker::connection::ConnectionStatus::Active, 2)
+    );
+}

@@ -109,6 +109,10 @@ pub struct Connection {
     /// the newest tokens, written to the vault under the next lease. Never leaves the broker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed_document: Option<String>,
+    /// The store call that made this version (DynamoDB): a call whose answer was lost, retried
+    /// by the SDK and refused, recognises its own write by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_change: Option<String>,
     /// The flow's resolved endpoints (templated hosts filled in), kept once authorized.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<Endpoints>,
@@ -151,6 +155,7 @@ impl Connection {
             refresh_retry_at: None,
             refresh_lease: None,
             sealed_document: None,
+            last_change: None,
             endpoints: None,
             token_settings: None,
             numeric_id: None,

@@ -132,22 +132,26 @@ struct TransitionExpr {
 }
 
 impl TransitionExpr {
-    fn of(t: &Transition) -> Result<Self> {
+    /// `call` names the store call: its SDK retries send the same value.
+    fn of(t: &Transition, call: &str) -> Result<Self> {
         let mut names = HashMap::from([
             ("#status".to_string(), "status".to_string()),
             ("#version".to_string(), "version".to_string()),
             ("#updated".to_string(), "updated_at".to_string()),
+            ("#change".to_string(), "last_change".to_string()),
         ]);
         let mut values: Item = HashMap::from([
             (":to".to_string(), status_value(t.to)?),
             (":one".to_string(), n(1)),
             (":zero".to_string(), n(0)),
             (":at".to_string(), n(t.at)),
+            (":change".to_string(), s(call)),
         ]);
         let mut sets = vec![
             "#status = :to".to_string(),
             "#version = if_not_exists(#version, :zero) + :one".to_string(),
             "#updated = :at".to_string(),
+            "#change = :change".to_string(),
         ];
         let change: Item = serde_dynamo::to_item(&t.change).map_err(Error::internal)?;
         for (i, (attr, value)) in change.into_iter().enumerate() {
@@ -319,6 +323,23 @@ impl DynamoStore {
             .await
             .map_err(|e| sdk_error("GetItem", e))?;
         out.item.map(from_item).transpose()
+    }
+
+    /// After a refused transition: the connection, if this very `call` wrote it already (the
+    /// SDK retried a write whose answer was lost), else the conflict `what`.
+    async fn own_change(
+        &self,
+        t: &Transition,
+        call: &str,
+        what: &'static str,
+    ) -> Result<Connection> {
+        match self
+            .get::<Connection>(keys::connection(&t.organization_id, &t.connection_id))
+            .await?
+        {
+            Some(c) if c.last_change.as_deref() == Some(call) => Ok(c),
+            _ => Err(Error::Conflict(what)),
+        }
     }
 
     /// Up to `want` index entries of one listing partition, newest first, filtered: each as its
@@ -601,8 +622,9 @@ impl FlowStore for DynamoStore {
             .expression_attribute_values(":s", status_value(status)?)
             .build()
             .map_err(Error::internal)?;
-        let expr = TransitionExpr::of(connection)?;
-        let connection = Update::builder()
+        let call = uuid::Uuid::new_v4().simple().to_string();
+        let expr = TransitionExpr::of(connection, &call)?;
+        let connection_update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(expr.key))
             .update_expression(expr.update)
@@ -611,16 +633,27 @@ impl FlowStore for DynamoStore {
             .set_expression_attribute_values(Some(expr.values))
             .build()
             .map_err(Error::internal)?;
-        self.client
+        let sent = self
+            .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().update(flow).build())
-            .transact_items(TransactWriteItem::builder().update(connection).build())
+            .transact_items(
+                TransactWriteItem::builder()
+                    .update(connection_update)
+                    .build(),
+            )
             .send()
             .await
             .map_err(|e| {
                 transaction_error(e, Error::Conflict("the flow or its connection changed"))
-            })?;
-        Ok(())
+            });
+        match sent {
+            Ok(_) => Ok(()),
+            Err(Error::Conflict(what)) => {
+                self.own_change(connection, &call, what).await.map(|_| ())
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -639,7 +672,8 @@ impl ConnectionStore for DynamoStore {
     }
 
     async fn transition(&self, t: &Transition) -> Result<Connection> {
-        let expr = TransitionExpr::of(t)?;
+        let call = uuid::Uuid::new_v4().simple().to_string();
+        let expr = TransitionExpr::of(t, &call)?;
         let out = self
             .client
             .update_item()
@@ -654,7 +688,9 @@ impl ConnectionStore for DynamoStore {
             .await;
         match out {
             Ok(out) => from_item(out.attributes.unwrap_or_default()),
-            Err(e) if is_condition_failure(&e) => Err(Error::Conflict("the connection changed")),
+            Err(e) if is_condition_failure(&e) => {
+                self.own_change(t, &call, "the connection changed").await
+            }
             Err(e) => Err(sdk_error("UpdateItem", e)),
         }
     }
