@@ -68,30 +68,24 @@ impl Config {
         let public_url = var("BROKER_PUBLIC_URL")
             .ok_or_else(|| Error::validation("BROKER_PUBLIC_URL is required"))?;
         let public_url = parse_public_url(&public_url)?;
-        let flow_ttl_secs = match var("BROKER_FLOW_TTL_SECS") {
-            None => 600,
-            Some(v) => v
-                .parse::<i64>()
-                .ok()
-                .filter(|n| (30..=86_400).contains(n))
-                .ok_or_else(|| {
-                    Error::validation(
-                        "BROKER_FLOW_TTL_SECS must be a number of seconds, 30..=86400",
-                    )
-                })?,
-        };
-        let refresh_margin_secs = match var("BROKER_REFRESH_MARGIN_SECS") {
-            None => 300,
-            Some(v) => v
-                .parse::<i64>()
-                .ok()
-                .filter(|n| (0..=3_600).contains(n))
-                .ok_or_else(|| {
-                    Error::validation(
-                        "BROKER_REFRESH_MARGIN_SECS must be a number of seconds, 0..=3600",
-                    )
-                })?,
-        };
+        // A number of seconds within `range`, or `default` when unset.
+        let seconds =
+            |name: &str, default: i64, range: std::ops::RangeInclusive<i64>| match var(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| range.contains(n))
+                    .ok_or_else(|| {
+                        Error::validation(format!(
+                            "{name} must be a number of seconds, {}..={}",
+                            range.start(),
+                            range.end()
+                        ))
+                    }),
+            };
+        let flow_ttl_secs = seconds("BROKER_FLOW_TTL_SECS", 600, 30..=86_400)?;
+        let refresh_margin_secs = seconds("BROKER_REFRESH_MARGIN_SECS", 300, 0..=3_600)?;
         let allow_loopback_http = match var("BROKER_ALLOW_LOOPBACK_HTTP").as_deref() {
             None | Some("0") | Some("false") => false,
             Some("1") | Some("true") => true,

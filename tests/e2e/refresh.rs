@@ -39,6 +39,14 @@ async fn connected(broker: &Broker) -> (String, String) {
     (id, issued[0].clone())
 }
 
+/// The refresh token the provider issued with the connection's first tokens.
+fn first_refresh_token(broker: &Broker) -> String {
+    broker.provider.ledger().token_requests[0]
+        .refresh_token
+        .clone()
+        .expect("a refresh token issued")
+}
+
 /// Moves the broker's clock to 100 s before the token's expiry: inside the 300 s margin, not
 /// expired.
 fn into_the_margin(broker: &Broker) {
@@ -151,10 +159,7 @@ async fn a_refresh_without_a_new_refresh_token_keeps_the_old_one(backend: Backen
     // refresh token
     let broker = Broker::start(backend).await;
     let (id, _) = connected(&broker).await;
-    let original = broker.provider.ledger().token_requests[0]
-        .refresh_token
-        .clone()
-        .unwrap();
+    let original = first_refresh_token(&broker);
     broker.provider.set_knobs(Knobs {
         no_rotation: true,
         ..Knobs::default()
@@ -455,10 +460,7 @@ async fn a_refresh_whose_vault_write_fails_keeps_the_new_tokens_sealed_until_wri
     // Given a connection inside the margin, and a vault that refuses writes from now on
     let broker = Broker::start(backend).await;
     let (id, _) = connected(&broker).await;
-    let original = broker.provider.ledger().token_requests[0]
-        .refresh_token
-        .clone()
-        .unwrap();
+    let original = first_refresh_token(&broker);
     into_the_margin(&broker);
     broker.vault_write_fails.store(true, Ordering::SeqCst);
 

@@ -85,27 +85,23 @@ pub(crate) async fn finish(
 ) -> Result<Ending> {
     let provider = app.catalog.resolve(&flow.provider)?;
     let place = format!("FLOW#{}", flow.key);
-    let (tokens, sealer) = match &flow.sealed_tokens {
+    // Loaded before the code is spent, while the vault answers: should storing the tokens fail,
+    // they are sealed from memory.
+    let sealer = app.vault.sealer().await?;
+    let tokens = match &flow.sealed_tokens {
         // Redeemed by an earlier attempt: the tokens wait on the flow.
         Some(sealed) => {
-            let sealer = app.vault.sealer().await?;
             let document = sealer.open(&place, sealed)?;
-            let tokens = serde_json::from_str(document.expose()).map_err(Error::internal)?;
-            (tokens, sealer)
+            serde_json::from_str(document.expose()).map_err(Error::internal)?
         }
-        None => {
-            // Loaded before the code is spent, while the vault answers: should storing the tokens
-            // fail, they are sealed from memory.
-            let sealer = app.vault.sealer().await?;
-            match redeem(app, flow, provider, query).await {
-                Ok(tokens) => (tokens, sealer),
-                Err(refusal) => {
-                    fail(app, flow).await?;
-                    tracing::info!(provider = %flow.provider, error = %refusal.error, "flow ended without tokens");
-                    return Ok(Ending::Refused(refusal));
-                }
+        None => match redeem(app, flow, provider, query).await {
+            Ok(tokens) => tokens,
+            Err(refusal) => {
+                fail(app, flow).await?;
+                tracing::info!(provider = %flow.provider, error = %refusal.error, "flow ended without tokens");
+                return Ok(Ending::Refused(refusal));
             }
-        }
+        },
     };
     match store(app, flow, provider, &tokens).await {
         Ok(secret_id) => Ok(Ending::Stored { secret_id, tokens }),

@@ -62,15 +62,9 @@ fn load_or_create_key(path: &Path) -> Result<[u8; 32]> {
     }
 }
 
-#[async_trait]
-impl Vault for EmbeddedVault {
-    async fn put_secret(
-        &self,
-        name: &str,
-        value: &Sensitive<String>,
-        tags: &[(&str, &str)],
-        request_token: &str,
-    ) -> Result<String> {
+impl EmbeddedVault {
+    /// A fresh nonce and `value` sealed under it, bound to `name` (associated data).
+    fn encrypt(&self, name: &str, value: &Sensitive<String>) -> Result<([u8; 24], Vec<u8>)> {
         let nonce = random_bytes::<24>()?;
         let sealed = self
             .cipher
@@ -82,6 +76,20 @@ impl Vault for EmbeddedVault {
                 },
             )
             .map_err(|_| Error::internal("vault encryption failed"))?;
+        Ok((nonce, sealed))
+    }
+}
+
+#[async_trait]
+impl Vault for EmbeddedVault {
+    async fn put_secret(
+        &self,
+        name: &str,
+        value: &Sensitive<String>,
+        tags: &[(&str, &str)],
+        request_token: &str,
+    ) -> Result<String> {
+        let (nonce, sealed) = self.encrypt(name, value)?;
         let tags = serde_json::to_string(
             &tags
                 .iter()
@@ -104,25 +112,21 @@ impl Vault for EmbeddedVault {
         value: &Sensitive<String>,
         request_token: &str,
     ) -> Result<()> {
-        if self.get_secret(name).await?.is_none() {
-            return Err(Error::internal(format!(
-                "vault: no secret {name} to update"
-            )));
-        }
-        let tags: Option<String> = self.db.with(|c| {
-            c.prepare_cached("SELECT tags FROM secrets WHERE name = ?1")?
-                .query_row([name], |r| r.get(0))
-                .optional()
+        let (nonce, sealed) = self.encrypt(name, value)?;
+        // One statement: the secret must exist, and keeps its tags.
+        let updated = self.db.with(|c| {
+            c.prepare_cached(
+                "UPDATE secrets SET nonce = ?2, ciphertext = ?3, request_token = ?4 WHERE name = ?1",
+            )?
+            .execute(params![name, nonce.to_vec(), sealed, request_token])
         })?;
-        let tags: Vec<(String, String)> = serde_json::from_str::<
-            std::collections::BTreeMap<String, String>,
-        >(tags.as_deref().unwrap_or("{}"))
-        .map_err(Error::internal)?
-        .into_iter()
-        .collect();
-        let tags: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        self.put_secret(name, value, &tags, request_token).await?;
-        Ok(())
+        if updated == 1 {
+            Ok(())
+        } else {
+            Err(Error::internal(format!(
+                "vault: no secret {name} to update"
+            )))
+        }
     }
 
     async fn sealer(&self) -> Result<Arc<Sealer>> {
