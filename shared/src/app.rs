@@ -71,14 +71,7 @@ impl App {
     pub async fn backend(config: &Config) -> Result<(Arc<dyn Store>, Arc<dyn Vault>)> {
         Ok(match config.backend {
             Backend::Aws => {
-                // The SDK's own configuration chain: region, credentials, AWS_ENDPOINT_URL.
-                let sdk = crate::aws::sdk_config().await?;
-                let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table);
-                let vault = SecretsManagerVault::new(
-                    aws_sdk_secretsmanager::Client::new(&sdk),
-                    config.kms_key_id.clone(),
-                    &config.secret_prefix,
-                );
+                let (store, vault) = Self::aws_backend(config).await?;
                 (Arc::new(store), Arc::new(vault))
             }
             #[cfg(feature = "embedded")]
@@ -88,6 +81,22 @@ impl App {
                 (Arc::new(EmbeddedStore::new(db)), Arc::new(vault))
             }
         })
+    }
+
+    /// The SDK's own configuration chain (region, credentials, AWS_ENDPOINT_URL), each service's
+    /// client with its time budget.
+    async fn aws_backend(config: &Config) -> Result<(DynamoStore, SecretsManagerVault)> {
+        let sdk = crate::aws::sdk_config().await?;
+        let dynamodb = crate::aws::dynamodb_config(&sdk).build();
+        let secrets = crate::aws::secrets_manager_config(&sdk).build();
+        Ok((
+            DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(dynamodb), &config.table),
+            SecretsManagerVault::new(
+                aws_sdk_secretsmanager::Client::from_conf(secrets),
+                config.kms_key_id.clone(),
+                &config.secret_prefix,
+            ),
+        ))
     }
 
     pub fn assemble(
@@ -120,17 +129,9 @@ impl App {
     pub async fn init_backend(config: &Config) -> Result<()> {
         match config.backend {
             Backend::Aws => {
-                let sdk = crate::aws::sdk_config().await?;
-                DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table)
-                    .init()
-                    .await?;
-                SecretsManagerVault::new(
-                    aws_sdk_secretsmanager::Client::new(&sdk),
-                    config.kms_key_id.clone(),
-                    &config.secret_prefix,
-                )
-                .init()
-                .await
+                let (store, vault) = Self::aws_backend(config).await?;
+                store.init().await?;
+                vault.init().await
             }
             #[cfg(feature = "embedded")]
             Backend::Embedded => Db::open(&config.data_dir).map(|_| ()),

@@ -3,13 +3,21 @@
 //!
 //! The SDK's default client would link a second crypto library (aws-lc) and parse the system CA
 //! store at every cold start, about 4 ms of a Lambda's init (BENCHMARKS.md). The SDK accepts any
-//! [`HttpClient`], so it gets ours: requests and responses are converted, and reqwest's errors are
-//! classified the way the SDK's retry policy expects (timeouts and I/O are transient).
+//! [`HttpClient`], so it gets ours: the SDK's request body is streamed (its upload-stall
+//! protection watches it), the connection is registered for the SDK's connection poisoning, and
+//! reqwest's errors are classified the way the SDK's retry policy expects.
+//!
+//! Each service's calls have a time budget (per attempt and in all), fitted under the functions'
+//! timeouts (template.yaml): a slow but live answer is waited for, a dead service answers 503 in
+//! bounded time.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use aws_config::environment::credentials::EnvironmentVariableCredentialsProvider;
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_smithy_runtime_api::client::connection::{CaptureSmithyConnection, ConnectionMetadata};
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
 };
@@ -24,16 +32,22 @@ use crate::{Error, Result};
 /// The SDK's default connect timeout for the latest behavior version.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(3100);
 
+/// DynamoDB answers in milliseconds: an attempt still waiting after 3 s is retried, and a call is
+/// given up after 5 s. The functions with a 10 s timeout (initiate, authorize) make at most one
+/// slow call before they answer.
+pub const DYNAMODB_ATTEMPT: Duration = Duration::from_secs(3);
+pub const DYNAMODB_CALL: Duration = Duration::from_secs(5);
+
+/// Secrets Manager can be slow under load: an 8 s answer is still waited for, and a call is
+/// given up after 10 s, so a callback (20 s) that could not store its tokens still has time to
+/// seal them onto the flow and answer its 503 page.
+pub const SECRETS_MANAGER_ATTEMPT: Duration = Duration::from_secs(9);
+pub const SECRETS_MANAGER_CALL: Duration = Duration::from_secs(10);
+
 /// Region, credentials and `AWS_ENDPOINT_URL` from the SDK's own chain, with our HTTPS client.
 pub async fn sdk_config() -> Result<SdkConfig> {
-    let http = reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        // AWS endpoints never redirect; a redirect would carry a signed request elsewhere.
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| Error::internal(format!("AWS HTTP client: {e}")))?;
     let mut loader =
-        aws_config::defaults(BehaviorVersion::latest()).http_client(SdkHttpClient { http });
+        aws_config::defaults(BehaviorVersion::latest()).http_client(SdkHttpClient::new()?);
     // Lambda hands the role's credentials in the environment. The default chain would still
     // build its web-identity provider, an STS client whose endpoint rules cost a sixth of init
     // (callgrind, BENCHMARKS.md); with environment credentials present, they are all it needs.
@@ -43,9 +57,76 @@ pub async fn sdk_config() -> Result<SdkConfig> {
     Ok(loader.load().await)
 }
 
+/// DynamoDB's client configuration, with its time budget.
+pub fn dynamodb_config(sdk: &SdkConfig) -> aws_sdk_dynamodb::config::Builder {
+    aws_sdk_dynamodb::config::Builder::from(sdk)
+        .timeout_config(budget(DYNAMODB_ATTEMPT, DYNAMODB_CALL))
+}
+
+/// Secrets Manager's client configuration, with its time budget.
+pub fn secrets_manager_config(sdk: &SdkConfig) -> aws_sdk_secretsmanager::config::Builder {
+    aws_sdk_secretsmanager::config::Builder::from(sdk)
+        .timeout_config(budget(SECRETS_MANAGER_ATTEMPT, SECRETS_MANAGER_CALL))
+}
+
+fn budget(attempt: Duration, call: Duration) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(call)
+        .build()
+}
+
+/// One reqwest client (one connection pool) for every SDK client of the process.
 #[derive(Debug, Clone)]
 struct SdkHttpClient {
-    http: reqwest::Client,
+    pool: Arc<Pool>,
+}
+
+/// reqwest does not expose its connections one by one, so poisoning replaces the pool: the old
+/// one's connections close as their last requests end, and the next call connects afresh.
+#[derive(Debug)]
+struct Pool {
+    current: RwLock<reqwest::Client>,
+}
+
+impl Pool {
+    fn build() -> Result<reqwest::Client> {
+        reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            // AWS endpoints never redirect; a redirect would carry a signed request elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| Error::internal(format!("AWS HTTP client: {e}")))
+    }
+
+    fn client(&self) -> reqwest::Client {
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn poison(&self) {
+        // Building cannot fail where it already succeeded once (same settings); if it did, the
+        // old pool stays, which is what a failed poisoning would leave anyway.
+        if let Ok(fresh) = Self::build() {
+            *self
+                .current
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh;
+        }
+    }
+}
+
+impl SdkHttpClient {
+    fn new() -> Result<Self> {
+        Ok(SdkHttpClient {
+            pool: Arc::new(Pool {
+                current: RwLock::new(Pool::build()?),
+            }),
+        })
+    }
 }
 
 impl HttpClient for SdkHttpClient {
@@ -55,7 +136,7 @@ impl HttpClient for SdkHttpClient {
         _components: &RuntimeComponents,
     ) -> SharedHttpConnector {
         SharedHttpConnector::new(SdkConnector {
-            http: self.http.clone(),
+            pool: self.pool.clone(),
             read_timeout: settings.read_timeout(),
         })
     }
@@ -63,20 +144,38 @@ impl HttpClient for SdkHttpClient {
 
 #[derive(Debug)]
 struct SdkConnector {
-    http: reqwest::Client,
+    pool: Arc<Pool>,
     read_timeout: Option<Duration>,
 }
 
 impl HttpConnector for SdkConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let http = self.http.clone();
+        let http = self.pool.client();
+        let pool = self.pool.clone();
         let read_timeout = self.read_timeout;
         HttpConnectorFuture::new(async move {
-            let mut request = to_reqwest(request)?;
+            let (mut request, capture) = to_reqwest(request)?;
             if let Some(timeout) = read_timeout {
                 *request.timeout_mut() = Some(timeout);
             }
+            // Registered before sending, so that an attempt which never got an answer (a
+            // timeout, a reset) can be poisoned as well as one answered with a 5xx.
+            let register = |remote: Option<std::net::SocketAddr>| {
+                if let Some(capture) = &capture {
+                    let pool = pool.clone();
+                    capture.set_connection_retriever(move || {
+                        let pool = pool.clone();
+                        let mut metadata = ConnectionMetadata::builder()
+                            .proxied(false)
+                            .poison_fn(move || pool.poison());
+                        metadata.set_remote_addr(remote);
+                        Some(metadata.build())
+                    });
+                }
+            };
+            register(None);
             let response = http.execute(request).await.map_err(classify)?;
+            register(response.remote_addr());
             let status = response.status();
             let headers = response.headers().clone();
             let body = response.bytes().await.map_err(classify)?;
@@ -88,18 +187,21 @@ impl HttpConnector for SdkConnector {
     }
 }
 
-fn to_reqwest(request: HttpRequest) -> std::result::Result<reqwest::Request, ConnectorError> {
+/// The request with the SDK's body streamed, not copied: the SDK's upload-stall protection
+/// measures the throughput of the body it handed over, and a body never polled reads as a stall
+/// (the call abandoned after its grace period, while the service may still apply it).
+fn to_reqwest(
+    request: HttpRequest,
+) -> std::result::Result<(reqwest::Request, Option<CaptureSmithyConnection>), ConnectorError> {
     let request = request
         .try_into_http1x()
         .map_err(|e| ConnectorError::user(e.into()))?;
     let (parts, body) = request.into_parts();
-    // DynamoDB and Secrets Manager requests are small JSON documents, always held in memory.
-    let body = body
-        .bytes()
-        .ok_or_else(|| ConnectorError::user("streaming request body".into()))?
-        .to_vec();
-    reqwest::Request::try_from(http::Request::from_parts(parts, body))
-        .map_err(|e| ConnectorError::user(e.into()))
+    let capture = parts.extensions.get::<CaptureSmithyConnection>().cloned();
+    let request =
+        reqwest::Request::try_from(http::Request::from_parts(parts, reqwest::Body::wrap(body)))
+            .map_err(|e| ConnectorError::user(e.into()))?;
+    Ok((request, capture))
 }
 
 /// Timeouts and I/O failures are transient, so the SDK retries them; a refused connection never

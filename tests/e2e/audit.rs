@@ -2,36 +2,15 @@
 //! the key's id, the connection, the organization, whether it was refreshed and the trace id; and
 //! no line of a whole run (a flow, token reads, a refresh, a refused refresh) carries a secret.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use broker_tests::fake_provider::CLIENT_SECRET;
+use broker_tests::logs::Captured;
 use broker_tests::{Backend, Broker, Knobs};
 use serde_json::Value;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_token_handed_out_is_an_audit_line_and_no_line_carries_a_secret() {
     // Given the functions' JSON log format at DEBUG (more than the template's INFO), captured
-    let captured = Captured::default();
-    let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .json()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(move || writer.clone())
-        .init();
+    let captured = Captured::install(tracing::Level::DEBUG);
     let broker = Broker::start(Backend::Embedded).await;
 
     // When a connection is made, its token read, force-refreshed, and refused a refresh
@@ -46,11 +25,8 @@ async fn every_token_handed_out_is_an_audit_line_and_no_line_carries_a_secret() 
     assert_eq!((plain, refreshed, refused), (200, 200, 409));
 
     // Then each token handed out is one audit line, with the key's id and never the key
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    let lines: Vec<Value> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let text = captured.text();
+    let lines = captured.lines();
     let audits: Vec<&Value> = lines
         .iter()
         .filter(|l| l["fields"]["audit"] == "token_issued")

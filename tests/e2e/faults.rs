@@ -5,6 +5,7 @@
 //! retry of the same request must finish the flow, redeeming the code exactly once.
 
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use broker_tests::fault_proxy::{Fault, FaultProxy};
 use broker_tests::harness::{FAKE_DEFINITION, location};
@@ -80,8 +81,9 @@ async fn get_with_retry_after(broker: &Broker, path: &str) -> (u16, bool, serde_
     (status, retry_after, body)
 }
 
-/// Every route's answer while DynamoDB answers `fault`, then after it heals.
-async fn dynamodb_fault_is_503_on_every_route_and_heals(fault: Fault) {
+/// Every route's answer while DynamoDB answers `fault` to the operations starting with one of
+/// `operations`, then after it heals. Each answer comes within DynamoDB's call budget.
+async fn dynamodb_fault_is_503_on_every_route_and_heals(operations: &[&str], fault: Fault) {
     // Given a connection, and a flow the browser took to the provider, made while all was well
     let proxy = FaultProxy::in_front_of_emulator().await;
     let broker = Broker::start_through(&proxy.url).await;
@@ -91,12 +93,17 @@ async fn dynamodb_fault_is_503_on_every_route_and_heals(fault: Fault) {
     let callback = broker.through_provider(&mut browser, &consent).await;
     let redeemed = broker.provider.ledger().redeemed.len();
 
-    // When DynamoDB answers every call with the fault
-    proxy.inject("DynamoDB_", fault);
+    // When DynamoDB answers those calls with the fault
+    for operation in operations {
+        proxy.inject(operation, fault);
+    }
     let tried = proxy.seen("DynamoDB_");
+    let bound = broker::aws::DYNAMODB_CALL + Duration::from_secs(1);
+    let mut took = Vec::new();
 
-    // Then every route answers 503 with Retry-After, and the callback its 503 page before any
-    // token request
+    // Then every route answers 503 with Retry-After within the bound, and the callback its 503
+    // page before any token request
+    let started = Instant::now();
     let (status, body) = broker
         .post(
             "/v1/sources/initiateOAuth",
@@ -104,17 +111,22 @@ async fn dynamodb_fault_is_503_on_every_route_and_heals(fault: Fault) {
             &broker.initiate_body(),
         )
         .await;
+    took.push(("initiateOAuth".to_string(), started.elapsed()));
     assert_unavailable(status, &body, "initiateOAuth");
     for path in [
         format!("/v1/connections/{connection_id}"),
         format!("/v1/connections/{connection_id}/token"),
         "/v1/connections".to_string(),
     ] {
+        let started = Instant::now();
         let (status, retry_after, body) = get_with_retry_after(&broker, &path).await;
+        took.push((path.clone(), started.elapsed()));
         assert_unavailable(status, &body, &path);
         assert!(retry_after, "{path}: Retry-After");
     }
+    let started = Instant::now();
     let page = browser.get(&callback).await;
+    took.push(("callback".to_string(), started.elapsed()));
     assert_eq!(page.status().as_u16(), 503);
     assert!(page.headers().contains_key("retry-after"));
     assert!(page.headers().get("location").is_none());
@@ -127,6 +139,13 @@ async fn dynamodb_fault_is_503_on_every_route_and_heals(fault: Fault) {
         proxy.seen("DynamoDB_") > tried,
         "the broker did ask DynamoDB"
     );
+    eprintln!("{fault:?} on {operations:?}: time to 503 {took:?}");
+    for (route, took) in &took {
+        assert!(
+            *took < bound,
+            "{route}: 503 after {took:?}, bound {bound:?}"
+        );
+    }
 
     // When DynamoDB is well again, the same callback finishes the flow and the routes answer
     proxy.heal();
@@ -141,12 +160,22 @@ async fn dynamodb_fault_is_503_on_every_route_and_heals(fault: Fault) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_answering_500_internal_failure_is_503_everywhere_and_heals() {
-    dynamodb_fault_is_503_on_every_route_and_heals(Fault::InternalFailure).await;
+    dynamodb_fault_is_503_on_every_route_and_heals(&["DynamoDB_"], Fault::InternalFailure).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_throttling_every_call_is_503_everywhere_and_heals() {
-    dynamodb_fault_is_503_on_every_route_and_heals(Fault::Throttle).await;
+    dynamodb_fault_is_503_on_every_route_and_heals(&["DynamoDB_"], Fault::Throttle).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_reads_not_answering_are_503_within_the_call_budget_and_heal() {
+    // Reads held for a minute: each attempt is abandoned at its timeout, the call at its budget
+    dynamodb_fault_is_503_on_every_route_and_heals(
+        &["DynamoDB_20120810.GetItem", "DynamoDB_20120810.Query"],
+        Fault::Slow(Duration::from_secs(60)),
+    )
+    .await;
 }
 
 on_both_backends!(
@@ -331,24 +360,93 @@ async fn a_callback_whose_finishing_transaction_answer_is_lost_still_redirects_o
     assert_eq!(broker.provider.ledger().token_requests.len(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_completion_whose_transition_answer_is_lost_still_activates_once() {
-    // Given an authorized personal connection and its state token, and DynamoDB applying the
-    // activation but losing its answer
+/// The personal completion's writes are two `UpdateItem`s: the state token's redemption, then
+/// the connection's activation. `skip` picks which one loses its answer.
+async fn a_completion_whose_write_answer_is_lost_still_activates_once(skip: usize) {
+    // Given an authorized personal connection and its state token, and DynamoDB applying one of
+    // the completion's writes but losing its answer
     let proxy = FaultProxy::in_front_of_emulator().await;
     let broker = Broker::start_through(&proxy.url).await;
     let (connection_id, state_token) = broker.authorized_personal_connection().await;
-    proxy.inject_once("DynamoDB_20120810.UpdateItem", Fault::LoseResponse);
+    proxy.inject_once_after("DynamoDB_20120810.UpdateItem", skip, Fault::LoseResponse);
+    let before = proxy.seen("DynamoDB_20120810.UpdateItem");
 
     // When the platform completes it
     let (status, body) = broker.complete_personal(&state_token).await;
 
-    // Then it is active, once: the retry's refusal was recognised as the broker's own change
+    // Then it is active, once: the retry's refusal was recognised as the broker's own write
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["connection"]["status"], "active");
+    assert_eq!(
+        proxy.seen("DynamoDB_20120810.UpdateItem") - before,
+        3,
+        "two writes, one retried"
+    );
     let connection = broker.connection(&connection_id).await;
     assert_eq!(
         (connection.status, connection.version),
         (broker::connection::ConnectionStatus::Active, 2)
     );
+
+    // and the state token stays single use
+    let (status, body) = broker.complete_personal(&state_token).await;
+    assert_eq!(status, 400, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_whose_redemption_answer_is_lost_still_activates_once() {
+    a_completion_whose_write_answer_is_lost_still_activates_once(0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_whose_transition_answer_is_lost_still_activates_once() {
+    a_completion_whose_write_answer_is_lost_still_activates_once(1).await;
+}
+
+/// A backend failure after the callback took its flow but before the code was spent.
+async fn a_failure_before_the_code_is_spent_puts_the_flow_back(operation: &str, fault: Fault) {
+    // Given a flow at the provider, and `operation` failing (the organization's read, or the
+    // vault's first read in the process: the sealing key)
+    let proxy = FaultProxy::in_front_of_emulator().await;
+    let broker = Broker::start_through(&proxy.url).await;
+    let mut browser = Browser::default();
+    let consent = broker.initiate(&broker.initiate_body()).await;
+    let callback = broker.through_provider(&mut browser, &consent).await;
+    proxy.inject(operation, fault);
+
+    // When the callback arrives, it answers the 503 page without asking the provider
+    let page = browser.get(&callback).await;
+    assert_eq!(page.status().as_u16(), 503, "{operation}");
+    assert!(page.headers().contains_key("retry-after"));
+    assert!(broker.provider.ledger().token_requests.is_empty());
+
+    // Then the flow was put back: once healed, the same callback finishes it, redeeming once
+    proxy.heal();
+    let done = browser.get(&callback).await;
+    assert_eq!(done.status().as_u16(), 303, "{operation}");
+    assert!(query_of(&location(&done)).contains_key("secret_id"));
+    assert_eq!(broker.provider.ledger().token_requests.len(), 1);
+    assert_eq!(
+        browser.get(&callback).await.status().as_u16(),
+        400,
+        "replay"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_organization_unreadable_after_the_flow_is_taken_puts_it_back() {
+    a_failure_before_the_code_is_spent_puts_the_flow_back(
+        "DynamoDB_20120810.GetItem",
+        Fault::Throttle,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_manager_failing_before_the_code_is_spent_puts_the_flow_back() {
+    a_failure_before_the_code_is_spent_puts_the_flow_back(
+        "secretsmanager.GetSecretValue",
+        Fault::InternalFailure,
+    )
+    .await;
 }

@@ -2,7 +2,7 @@
 //! backend (a fresh directory) or the AWS backend (a fresh table and secret prefix on the moto
 //! emulator named by `AWS_ENDPOINT_URL`), wired to a [`FakeProvider`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -175,11 +175,11 @@ impl Broker {
                     Some(relay) => relay.to_string(),
                     None => std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL"),
                 };
-                let dynamodb = aws_sdk_dynamodb::config::Builder::from(&sdk)
+                let dynamodb = broker::aws::dynamodb_config(&sdk)
                     .endpoint_url(&endpoint)
                     .interceptor(aws_requests.clone())
                     .build();
-                let secrets = aws_sdk_secretsmanager::config::Builder::from(&sdk)
+                let secrets = broker::aws::secrets_manager_config(&sdk)
                     .endpoint_url(&endpoint)
                     .interceptor(aws_requests.clone())
                     .build();
@@ -447,6 +447,45 @@ impl Broker {
             }
         };
         serde_json::from_str(&raw).expect("token document is JSON")
+    }
+}
+
+impl Broker {
+    /// The connections' token secrets moto holds under this broker's prefix (app credentials
+    /// and the sealing key aside), each with how many versions it has.
+    pub async fn stored_secrets(&self) -> BTreeMap<String, usize> {
+        assert_eq!(self.backend, Backend::Aws, "the secrets moto holds");
+        let sdk = broker::aws::sdk_config().await.expect("AWS SDK config");
+        let client = aws_sdk_secretsmanager::Client::new(&sdk);
+        let prefix = format!("{}/connections/", self.config.secret_prefix);
+        let name_filter = aws_sdk_secretsmanager::types::Filter::builder()
+            .key(aws_sdk_secretsmanager::types::FilterNameStringType::Name)
+            .values(&prefix)
+            .build();
+        let mut pages = client
+            .list_secrets()
+            .filters(name_filter)
+            .into_paginator()
+            .send();
+        let mut names = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.expect("ListSecrets from the emulator");
+            names.extend(page.secret_list().iter().filter_map(|s| s.name.clone()));
+        }
+        let mut out = BTreeMap::new();
+        for name in names {
+            if !name.starts_with(&prefix) {
+                continue;
+            }
+            let versions = client
+                .list_secret_version_ids()
+                .secret_id(&name)
+                .send()
+                .await
+                .expect("ListSecretVersionIds from the emulator");
+            out.insert(name, versions.versions().len());
+        }
+        out
     }
 }
 

@@ -7,6 +7,7 @@ pub mod contract;
 pub mod fake_provider;
 pub mod fault_proxy;
 pub mod harness;
+pub mod logs;
 pub mod outage;
 
 pub use fake_provider::{FakeProvider, Knobs, Ledger};

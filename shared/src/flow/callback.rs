@@ -11,6 +11,7 @@ use crate::crypto::{random_token, sha256_hex};
 use crate::provider::{Provider, TokenSet};
 use crate::redirect::RedirectUrl;
 use crate::secret::Sensitive;
+use crate::vault::AppCredentials;
 use crate::{App, Error, Result};
 
 /// Finishes the browser's round trip: consumes the flow once, checks binding and issuer, redeems
@@ -42,11 +43,10 @@ pub async fn callback(
         .await?;
 
     // The redirect target is checked again: the organization may have unregistered it since.
-    let org = app
-        .orgs
-        .get_org(&flow.organization_id)
-        .await?
-        .ok_or(Error::FlowRejected)?;
+    let org = match app.orgs.get_org(&flow.organization_id).await {
+        Ok(org) => org.ok_or(Error::FlowRejected)?,
+        Err(e) => return Err(put_back(app, &flow, e).await),
+    };
     let redirect = RedirectUrl::registered(&flow.redirect_url, &org, &app.config)
         .map_err(|_| Error::FlowRejected)?;
 
@@ -87,35 +87,62 @@ pub(crate) async fn finish(
     let place = format!("FLOW#{}", flow.key);
     // Loaded before the code is spent, while the vault answers: should storing the tokens fail,
     // they are sealed from memory.
-    let sealer = app.vault.sealer().await?;
+    let sealer = match app.vault.sealer().await {
+        Ok(sealer) => sealer,
+        Err(e) => return Err(put_back(app, flow, e).await),
+    };
     let tokens = match &flow.sealed_tokens {
         // Redeemed by an earlier attempt: the tokens wait on the flow.
         Some(sealed) => {
             let document = sealer.open(&place, sealed)?;
             serde_json::from_str(document.expose()).map_err(Error::internal)?
         }
-        None => match redeem(app, flow, provider, query).await {
-            Ok(tokens) => tokens,
-            Err(refusal) => {
-                fail(app, flow).await?;
-                tracing::info!(provider = %flow.provider, error = %refusal.error, "flow ended without tokens");
-                return Ok(Ending::Refused(refusal));
+        None => {
+            let credentials = match app.apps.for_flow(flow).await {
+                Err(e @ (Error::Unavailable(_) | Error::Internal(_))) => {
+                    return Err(put_back(app, flow, e).await);
+                }
+                other => other,
+            };
+            match redeem(app, flow, provider, query, credentials).await {
+                Ok(tokens) => tokens,
+                Err(refusal) => {
+                    fail(app, flow).await?;
+                    tracing::info!(provider = %flow.provider, error = %refusal.error, "flow ended without tokens");
+                    return Ok(Ending::Refused(refusal));
+                }
             }
-        },
+        }
     };
     match store(app, flow, provider, &tokens).await {
         Ok(secret_id) => Ok(Ending::Stored { secret_id, tokens }),
         Err(e @ (Error::Unavailable(_) | Error::Internal(_))) => {
             let document = Sensitive::new(serde_json::to_string(&tokens).map_err(Error::internal)?);
             let owner = flow.lease_owner.as_deref().unwrap_or_default();
-            app.flows
-                .park_flow(&flow.key, owner, &sealer.seal(&place, &document)?)
-                .await?;
+            let sealed = sealer.seal(&place, &document)?;
+            app.flows.park_flow(&flow.key, owner, Some(&sealed)).await?;
             tracing::warn!(provider = %flow.provider, connection_id = %flow.connection_id, error = %e, "tokens could not be stored: kept sealed on the flow for a retry of the same request");
             Err(e)
         }
         Err(e) => Err(e),
     }
+}
+
+/// The backend failed after the flow was taken but before its code was spent: the flow goes
+/// back as it was taken (pending, or exchanged with its sealed tokens), so the same request can
+/// take it again. If that fails too, the flow stays taken until it expires; the code is unspent.
+async fn put_back(app: &App, flow: &Flow, e: Error) -> Error {
+    if matches!(e, Error::Unavailable(_) | Error::Internal(_)) {
+        let owner = flow.lease_owner.as_deref().unwrap_or_default();
+        if let Err(stuck) = app
+            .flows
+            .park_flow(&flow.key, owner, flow.sealed_tokens.as_deref())
+            .await
+        {
+            tracing::warn!(provider = %flow.provider, error = %stuck, "a flow whose code is unspent could not be put back");
+        }
+    }
+    e
 }
 
 /// Why a flow ended without tokens, as told to the platform (sanitized provider words).
@@ -140,6 +167,7 @@ async fn redeem(
     flow: &Flow,
     provider: &Provider,
     query: &HashMap<String, String>,
+    credentials: Result<AppCredentials>,
 ) -> Result<TokenSet, Refusal> {
     if let Some(issuer) = &provider.issuer {
         // RFC 9207: a response from another issuer may be a mix-up attack; the code is not sent.
@@ -166,10 +194,7 @@ async fn redeem(
                 "The provider returned no authorization code.",
             )
         })?;
-    let credentials = app
-        .apps
-        .for_flow(flow)
-        .await
+    let credentials = credentials
         .map_err(|_| Refusal::new("server_error", "The provider app is not configured."))?;
     let verifier = flow.pkce_verifier.as_ref().map(|v| v.expose().as_str());
     let mut tokens = app

@@ -30,7 +30,12 @@ pub async fn complete_personal(
     let now = app.clock.now();
     let token = app
         .state_tokens
-        .consume_state_token(&sha256_hex(state_token), organization_id, now)
+        .consume_state_token(
+            &sha256_hex(state_token),
+            organization_id,
+            &random_token()?,
+            now,
+        )
         .await?
         .ok_or_else(invalid_state_token)?;
     let activated = Transition::new(

@@ -25,10 +25,16 @@ pub trait FlowStore: Send + Sync {
         now: i64,
     ) -> Result<Flow>;
 
-    /// Parks a flow `lease_owner` consumed whose code was redeemed but whose tokens could not be
-    /// stored: `exchanged`, the tokens sealed on it, for a later [`Self::consume_flow`] with the
-    /// same claim to take and finish. Its expiry still bounds how long they wait.
-    async fn park_flow(&self, key: &str, lease_owner: &str, sealed_tokens: &str) -> Result<()>;
+    /// Parks a flow `lease_owner` consumed but could not finish, for a later
+    /// [`Self::consume_flow`] with the same claim to take: with `sealed_tokens` (the code was
+    /// redeemed, storing the tokens failed) as `exchanged`; without (the backend failed before
+    /// the code was spent) as `pending` again. Its expiry still bounds how long it waits.
+    async fn park_flow(
+        &self,
+        key: &str,
+        lease_owner: &str,
+        sealed_tokens: Option<&str>,
+    ) -> Result<()>;
 
     /// Records how a consumed flow ended together with its connection's transition, in one
     /// atomic write: either both happen or neither ([`crate::Error::Conflict`] when the connection
@@ -44,11 +50,13 @@ pub trait FlowStore: Send + Sync {
 #[async_trait]
 pub trait StateTokenStore: Send + Sync {
     async fn create_state_token(&self, token: &StateToken) -> Result<()>;
-    /// Deletes and returns the token if it exists, belongs to the organization and has not expired.
+    /// Redeems and returns the token if it exists, belongs to the organization, has not expired
+    /// and was not redeemed before, except by `redeemer` (a retried write of the same call).
     async fn consume_state_token(
         &self,
         token_hash: &str,
         organization_id: &str,
+        redeemer: &str,
         now: i64,
     ) -> Result<Option<StateToken>>;
 }

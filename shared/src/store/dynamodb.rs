@@ -584,23 +584,27 @@ impl FlowStore for DynamoStore {
         &self,
         flow_key: &str,
         lease_owner: &str,
-        sealed_tokens: &str,
+        sealed_tokens: Option<&str>,
     ) -> Result<()> {
-        let out = self
+        let req = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(keys::flow(flow_key))))
-            .update_expression("SET #status = :exchanged, sealed_tokens = :sealed")
             .condition_expression("#status = :consumed AND lease_owner = :owner")
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":exchanged", s("exchanged"))
             .expression_attribute_values(":consumed", s("consumed"))
-            .expression_attribute_values(":owner", s(lease_owner))
-            .expression_attribute_values(":sealed", s(sealed_tokens))
-            .send()
-            .await;
-        match out {
+            .expression_attribute_values(":owner", s(lease_owner));
+        let req = match sealed_tokens {
+            Some(sealed) => req
+                .update_expression("SET #status = :exchanged, sealed_tokens = :sealed")
+                .expression_attribute_values(":exchanged", s("exchanged"))
+                .expression_attribute_values(":sealed", s(sealed)),
+            None => req
+                .update_expression("SET #status = :pending REMOVE lease_owner")
+                .expression_attribute_values(":pending", s("pending")),
+        };
+        match req.send().await {
             Ok(_) => Ok(()),
             Err(e) if is_condition_failure(&e) => Err(Error::Conflict("the flow changed")),
             Err(e) => Err(sdk_error("UpdateItem", e)),
@@ -755,23 +759,31 @@ impl StateTokenStore for DynamoStore {
         &self,
         token_hash: &str,
         organization_id: &str,
+        redeemer: &str,
         now: i64,
     ) -> Result<Option<StateToken>> {
+        // Marked, not deleted: a retry of a write whose answer was lost finds its own mark
+        // (a deleted item would read as never there). The item goes with its TTL.
         let out = self
             .client
-            .delete_item()
+            .update_item()
             .table_name(&self.table)
             .set_key(Some(key(keys::state_token(token_hash))))
-            .condition_expression("organization_id = :org AND expires_at > :now")
+            .update_expression("SET redeemed_by = :by")
+            .condition_expression(
+                "organization_id = :org AND expires_at > :now \
+                 AND (attribute_not_exists(redeemed_by) OR redeemed_by = :by)",
+            )
             .expression_attribute_values(":org", s(organization_id))
             .expression_attribute_values(":now", n(now))
-            .return_values(ReturnValue::AllOld)
+            .expression_attribute_values(":by", s(redeemer))
+            .return_values(ReturnValue::AllNew)
             .send()
             .await;
         match out {
             Ok(out) => out.attributes.map(from_item).transpose(),
             Err(e) if is_condition_failure(&e) => Ok(None),
-            Err(e) => Err(sdk_error("DeleteItem", e)),
+            Err(e) => Err(sdk_error("UpdateItem", e)),
         }
     }
 }

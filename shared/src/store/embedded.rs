@@ -357,13 +357,26 @@ impl FlowStore for EmbeddedStore {
         }
     }
 
-    async fn park_flow(&self, key: &str, lease_owner: &str, sealed_tokens: &str) -> Result<()> {
+    async fn park_flow(
+        &self,
+        key: &str,
+        lease_owner: &str,
+        sealed_tokens: Option<&str>,
+    ) -> Result<()> {
         let outcome = self.db.modify(&keys::flow(key), false, |f: &mut Flow| {
             let ours =
                 f.status == FlowStatus::Consumed && f.lease_owner.as_deref() == Some(lease_owner);
             if ours {
-                f.status = FlowStatus::Exchanged;
-                f.sealed_tokens = Some(sealed_tokens.to_string());
+                match sealed_tokens {
+                    Some(sealed) => {
+                        f.status = FlowStatus::Exchanged;
+                        f.sealed_tokens = Some(sealed.to_string());
+                    }
+                    None => {
+                        f.status = FlowStatus::Pending;
+                        f.lease_owner = None;
+                    }
+                }
             }
             ours
         })?;
@@ -481,6 +494,8 @@ impl StateTokenStore for EmbeddedStore {
         &self,
         token_hash: &str,
         organization_id: &str,
+        // One SQLite write has no answer to lose: the token is simply deleted.
+        _redeemer: &str,
         now: i64,
     ) -> Result<Option<StateToken>> {
         let outcome = self.db.modify(
