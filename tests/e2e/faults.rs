@@ -450,3 +450,41 @@ async fn secrets_manager_failing_before_the_code_is_spent_puts_the_flow_back() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_manager_failing_after_the_exchange_keeps_the_tokens_for_the_same_callback() {
+    // Given a flow at the provider, and Secrets Manager answering its writes with 500s (the real
+    // SDK's retries and error mapping, not a vault double)
+    let proxy = FaultProxy::in_front_of_emulator().await;
+    let broker = Broker::start_through(&proxy.url).await;
+    let mut browser = Browser::default();
+    let consent = broker.initiate(&broker.initiate_body()).await;
+    let callback = broker.through_provider(&mut browser, &consent).await;
+    proxy.inject("secretsmanager.CreateSecret", Fault::InternalFailure);
+    proxy.inject("secretsmanager.PutSecretValue", Fault::InternalFailure);
+
+    // When the callback redeems the code but cannot store the tokens: the 503 page, one redemption
+    let page = browser.get(&callback).await;
+    assert_eq!(page.status().as_u16(), 503);
+    assert!(page.headers().contains_key("retry-after"));
+    assert_eq!(broker.provider.ledger().redeemed.len(), 1);
+    assert!(proxy.seen("secretsmanager.CreateSecret") >= 1);
+    assert!(broker.stored_secrets().await.is_empty());
+    let issued = broker.provider.ledger().issued_tokens()[0].clone();
+
+    // Then, Secrets Manager restored, the same callback stores that redemption's tokens
+    proxy.heal();
+    let done = browser.get(&callback).await;
+    assert_eq!(done.status().as_u16(), 303);
+    let params = query_of(&location(&done));
+    let doc = broker.read_secret(&params["secret_id"], &issued).await;
+    assert_eq!(doc["access_token"], issued.as_str());
+    assert!(broker.provider.accepts(&issued));
+    assert_eq!(broker.provider.ledger().token_requests.len(), 1);
+    let stored = broker.stored_secrets().await;
+    assert_eq!(stored.values().collect::<Vec<_>>(), [&1], "{stored:?}");
+
+    // and a third try is a replay
+    assert_eq!(browser.get(&callback).await.status().as_u16(), 400);
+    assert_eq!(broker.provider.ledger().token_requests.len(), 1);
+}
