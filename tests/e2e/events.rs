@@ -243,10 +243,11 @@ async fn connection_routes_run_through_the_handler_as_api_gateway_events() {
         ("CONNECTION_ID", connection_id.as_str()),
     ];
 
-    // When the three routes arrive as API Gateway events
+    // When the four routes arrive as API Gateway events
     let listed = invoke!(connections, broker, "list-connections.json", &vars);
     let got = invoke!(connections, broker, "get-connection.json", &vars);
     let token = invoke!(connections, broker, "connection-token.json", &vars);
+    let deleted = invoke!(connections, broker, "delete-connection.json", &vars);
 
     // Then each answers from the same core as over HTTP, the token not cacheable
     assert_eq!(listed.status(), 200);
@@ -258,4 +259,6 @@ async fn connection_routes_run_through_the_handler_as_api_gateway_events() {
     assert_eq!(header(&token, "cache-control"), "no-store");
     let issued = broker.provider.ledger().issued_tokens();
     assert_eq!(json_body(&token)["access_token"], issued[0].as_str());
+    assert_eq!(deleted.status(), 200);
+    assert_eq!(json_body(&deleted)["status"], "revoked");
 }

@@ -198,7 +198,7 @@ async fn every_aws_action_a_route_needs_is_in_its_functions_list() {
         .await;
     ok(status, &body);
 
-    // the connections routes: a listing, a read, and a token read that refreshes
+    // the connections routes: a listing, a read, a token read that refreshes
     let (connection_id, _) = broker.authorized_personal_connection().await;
     for path in [
         "/v1/connections?limit=5".to_string(),
@@ -209,6 +209,10 @@ async fn every_aws_action_a_route_needs_is_in_its_functions_list() {
         ok(status, &body);
     }
     assert_eq!(broker.provider.ledger().refreshes().len(), 1);
+    // and its delete: revoked at the provider, the secret deleted
+    let (status, body) = broker.delete_connection(&connection_id).await;
+    ok(status, &body);
+    assert_eq!(body["provider_revocation"], "revoked");
 
     // Then every action a function's handlers needed is in its list (which the test above holds
     // the template to): no call the deployed policy would refuse

@@ -56,6 +56,19 @@ pub struct Knobs {
     pub refresh_status: Option<u16>,
     /// Every token request waits this long before it is answered.
     pub delay: Option<std::time::Duration>,
+    /// The revocation endpoint answers this HTTP status (and revokes nothing).
+    pub revocation_status: Option<u16>,
+}
+
+/// One RFC 7009 revocation request.
+#[derive(Debug, Clone)]
+pub struct RevocationRequest {
+    pub token: String,
+    pub token_type_hint: Option<String>,
+    /// Client id and secret from HTTP Basic, if sent that way.
+    pub basic_auth: Option<(String, String)>,
+    /// The HTTP status answered.
+    pub status: u16,
 }
 
 #[derive(Debug, Clone)]
@@ -85,6 +98,9 @@ pub struct Ledger {
     pub redeemed: Vec<String>,
     /// Grants revoked because a used refresh token was presented again (RFC 9700 §4.14).
     pub revoked_grants: usize,
+    pub revocations: Vec<RevocationRequest>,
+    /// Every token and revocation request in arrival order: `code`, `refresh` or `revoke`.
+    pub order: Vec<&'static str>,
 }
 
 impl Ledger {
@@ -150,6 +166,7 @@ impl FakeProvider {
             .route("/eu/authorize", get(authorize))
             .route("/eu/token", post(token))
             .route("/api/me", get(me))
+            .route("/revoke", post(revoke))
             .with_state(inner.clone());
         tokio::spawn(async move { axum::serve(listener, router).await });
         FakeProvider { base_url, inner }
@@ -267,6 +284,10 @@ async fn token(
     let basic_auth = basic(&headers);
     let knobs = inner.knobs.clone();
     let refresh = form.get("grant_type").map(String::as_str) == Some("refresh_token");
+    inner
+        .ledger
+        .order
+        .push(if refresh { "refresh" } else { "code" });
     if let (true, Some(status)) = (refresh, knobs.refresh_status) {
         inner.ledger.token_requests.push(TokenRequest {
             path: uri.path().to_string(),
@@ -462,6 +483,42 @@ fn check_token_request(
         }
     }
     Ok(issued.scope)
+}
+
+/// RFC 7009: the client authenticates as at the token endpoint (Basic here); revoking any token
+/// of a grant ends the whole grant; an unknown token is still a 200.
+async fn revoke(State(inner): Shared, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let mut inner = inner.lock().unwrap();
+    inner.ledger.order.push("revoke");
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let basic_auth = basic(&headers);
+    let authenticated = basic_auth == Some((CLIENT_ID.to_string(), CLIENT_SECRET.to_string()));
+    let token = form.get("token").cloned().unwrap_or_default();
+    let status = match inner.knobs.revocation_status {
+        Some(status) => status,
+        None if !authenticated => 401,
+        None if token.is_empty() => 400,
+        None => {
+            let grant = inner
+                .refresh_tokens
+                .get(&token)
+                .map(|(g, _)| *g)
+                .or_else(|| inner.access_tokens.get(&token).copied());
+            if let Some(g) = grant {
+                inner.grants[g].revoked = true;
+            }
+            200
+        }
+    };
+    inner.ledger.revocations.push(RevocationRequest {
+        token,
+        token_type_hint: form.get("token_type_hint").cloned(),
+        basic_auth,
+        status,
+    });
+    StatusCode::from_u16(status)
+        .unwrap_or(StatusCode::BAD_GATEWAY)
+        .into_response()
 }
 
 fn basic(headers: &HeaderMap) -> Option<(String, String)> {

@@ -290,6 +290,28 @@ impl Broker {
         .await
     }
 
+    /// `DELETE /v1/connections/{id}` with the broker's key.
+    pub async fn delete_connection(&self, id: &str) -> (u16, Value) {
+        let req = self
+            .http
+            .delete(self.url(&format!("/v1/connections/{id}")))
+            .header("x-api-key", &self.key);
+        status_and_json(req.send().await.expect("request")).await
+    }
+
+    /// Whether the vault (moto's Secrets Manager, or the embedded file) holds the connection's
+    /// token document.
+    pub async fn token_document_exists(&self, connection_id: &str) -> bool {
+        let name =
+            broker::vault::names::connection(&self.config.secret_prefix, &self.org, connection_id);
+        self.app
+            .vault
+            .get_secret(&name)
+            .await
+            .expect("vault read")
+            .is_some()
+    }
+
     /// A personal flow up to the callback: the connection's id and the state token.
     pub async fn authorized_personal_connection(&self) -> (String, String) {
         let (status, started) = self.start_personal().await;
@@ -537,6 +559,11 @@ impl Vault for FaultyVault {
         self.inner.get_secret(name).await
     }
 
+    async fn delete_secret(&self, name: &str) -> broker::Result<()> {
+        self.refuse()?;
+        self.inner.delete_secret(name).await
+    }
+
     async fn sealer(&self) -> broker::Result<Arc<Sealer>> {
         self.inner.sealer().await
     }
@@ -567,6 +594,7 @@ pub fn fake_entry_toml_with(base: &str, entry: &FakeEntry<'_>) -> String {
         ("source_definition_ids", format!("[\"{FAKE_DEFINITION}\"]")),
         ("authorization_url", "\"{base}/authorize\"".into()),
         ("token_url", "\"{base}/token\"".into()),
+        ("revocation_url", "\"{base}/revoke\"".into()),
         ("scopes", "[\"read\"]".into()),
         ("optional_scopes", "[\"write\"]".into()),
         ("pkce", "\"required\"".into()),
@@ -585,6 +613,8 @@ pub fn fake_entry_toml_with(base: &str, entry: &FakeEntry<'_>) -> String {
             None => keys.push((k.to_string(), v.to_string())),
         }
     }
+    // An empty value removes the key (an entry without a revocation endpoint, say).
+    keys.retain(|(_, v)| !v.is_empty());
     let body: String = keys.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
     format!("[[provider]]\n{body}\n{}\n", entry.tables).replace("{base}", base)
 }

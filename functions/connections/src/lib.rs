@@ -13,11 +13,12 @@ pub enum Op {
     List,
     Get,
     Token,
+    Delete,
 }
 
 /// The AWS actions this function's code calls (keys and connections read, listing indexes
-/// queried, the refresh lease and its outcome written; app credentials and token documents read,
-/// refreshed documents written). `tests/e2e/iam.rs` holds its policy in `template.yaml` to
+/// queried, the refresh lease and its outcome written, a revoked tombstone written; app
+/// credentials and token documents read, refreshed documents written, revoked ones deleted). `tests/e2e/iam.rs` holds its policy in `template.yaml` to
 /// exactly this list.
 pub const AWS_ACTIONS: &[&str] = &[
     "dynamodb:GetItem",
@@ -26,6 +27,7 @@ pub const AWS_ACTIONS: &[&str] = &[
     "dynamodb:BatchGetItem",
     "secretsmanager:GetSecretValue",
     "secretsmanager:PutSecretValue",
+    "secretsmanager:DeleteSecret",
     "kms:Decrypt",
     "kms:GenerateDataKey",
 ];
@@ -42,6 +44,12 @@ pub const ROUTES: &[Route<Op>] = &[
         Method::GET,
         "/v1/connections/{connection_id}/token",
         Op::Token,
+        OrgFrom::Key,
+    ),
+    Route::api(
+        Method::DELETE,
+        "/v1/connections/{connection_id}",
+        Op::Delete,
         OrgFrom::Key,
     ),
 ];
@@ -72,5 +80,6 @@ async fn dispatch(app: &App, call: Call<Op>) -> Result<Response<Body>> {
             let force = shapes::force_refresh(req)?;
             shapes::token(&connection::token(app, caller, id(), force, &call.trace_id).await?)
         }
+        Op::Delete => shapes::revoked(&connection::revoke(app, caller, id()).await?),
     }
 }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Connection, ConnectionStatus, TokenSettings};
-use crate::provider::Endpoints;
+use crate::provider::{Endpoints, RevocationOutcome};
 
 /// A refresh in progress: its holder and until when others leave the tokens to it. The lease is
 /// data, not a lock: taking it is a [`Transition`] fenced by the version, so two processes that
@@ -60,6 +60,11 @@ pub struct Change {
     /// `Some(None)`: the sealed document was written to the vault and goes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sealed_document: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_revocation: Option<RevocationOutcome>,
+    /// The item's TTL (a tombstone's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
     /// Removes the refresh lease (DynamoDB: a `REMOVE`, hence not serialized).
     #[serde(skip)]
     pub release_lease: bool,
@@ -111,6 +116,8 @@ impl Transition {
             refresh_retry_at,
             refresh_lease,
             sealed_document,
+            provider_revocation,
+            expires_at,
             release_lease,
         } = self.change.clone();
         connection.status = self.to;
@@ -148,6 +155,12 @@ impl Transition {
         }
         if let Some(sealed) = sealed_document {
             connection.sealed_document = sealed;
+        }
+        if provider_revocation.is_some() {
+            connection.provider_revocation = provider_revocation;
+        }
+        if expires_at.is_some() {
+            connection.expires_at = expires_at;
         }
         if release_lease {
             connection.refresh_lease = None;
@@ -195,6 +208,8 @@ mod tests {
                 until: 6,
             }),
             sealed_document: Some(Some("sealed".into())),
+            provider_revocation: Some(RevocationOutcome::Failed),
+            expires_at: Some(4),
             release_lease: false,
         }
     }

@@ -8,6 +8,7 @@ mod import;
 mod lifecycle;
 mod listing;
 mod refresh;
+mod revoke;
 mod store;
 mod tokens;
 
@@ -17,6 +18,7 @@ pub use import::{Import, import};
 pub use lifecycle::{Change, Lease, Transition};
 pub use listing::{ListFilters, ListQuery, Page, list, list_key};
 pub use refresh::{LEASE_SECS, RETRY_AFTER_FAILURE_SECS};
+pub use revoke::{Revocation, TOMBSTONE_SECS, revoke};
 pub use store::ConnectionStore;
 pub use tokens::{TokenOwner, granted_scopes, rewrite_tokens, write_tokens};
 
@@ -25,8 +27,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::provider::Endpoints;
 pub use crate::provider::TokenSettings;
+use crate::provider::{Endpoints, RevocationOutcome};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -47,6 +49,15 @@ impl ConnectionStatus {
     /// Statuses whose tokens may be handed out and refreshed.
     pub const USABLE: &'static [ConnectionStatus] =
         &[ConnectionStatus::Authorized, ConnectionStatus::Active];
+
+    /// Every status a connection can be revoked from.
+    pub const NOT_REVOKED: &'static [ConnectionStatus] = &[
+        ConnectionStatus::Pending,
+        ConnectionStatus::Authorized,
+        ConnectionStatus::Active,
+        ConnectionStatus::Failed,
+        ConnectionStatus::ReauthorizationRequired,
+    ];
 
     pub fn parse(s: &str) -> Option<Self> {
         serde_json::from_value(Value::String(s.to_string())).ok()
@@ -118,6 +129,14 @@ pub struct Connection {
     pub endpoints: Option<Endpoints>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_settings: Option<TokenSettings>,
+    /// How the provider answered the revocation (a `revoked` connection's delete, recorded so a
+    /// repeated delete answers the same).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_revocation: Option<RevocationOutcome>,
+    /// When the item goes (epoch seconds, the table's TTL attribute): set on a `revoked`
+    /// tombstone only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
     /// An integer id, for connections imported through authentik's API shape (its `pk`). Not
     /// named `pk`: that is the table's partition key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -158,6 +177,8 @@ impl Connection {
             last_change: None,
             endpoints: None,
             token_settings: None,
+            provider_revocation: None,
+            expires_at: None,
             numeric_id: None,
             created_at: now,
             updated_at: now,

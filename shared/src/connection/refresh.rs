@@ -23,8 +23,8 @@ pub const LEASE_SECS: i64 = 30;
 /// After a failed refresh, no new attempt for this long (no refresh storms).
 pub const RETRY_AFTER_FAILURE_SECS: i64 = 30;
 /// How long a caller waits for another's refresh before answering without it.
-const WAIT: Duration = Duration::from_secs(12);
-const POLL: Duration = Duration::from_millis(100);
+pub(super) const WAIT: Duration = Duration::from_secs(12);
+pub(super) const POLL: Duration = Duration::from_millis(100);
 
 /// The connection's current token document, refreshed first when due; `true` when this call
 /// refreshed it.
@@ -115,7 +115,7 @@ fn due(app: &App, c: &Connection, force: bool, now: i64) -> bool {
             .is_some_and(|e| e - now <= app.config.refresh_margin_secs)
 }
 
-async fn reread(app: &App, c: &Connection) -> Result<Connection> {
+pub(super) async fn reread(app: &App, c: &Connection) -> Result<Connection> {
     app.connections
         .get_connection(&c.organization_id, &c.id)
         .await?

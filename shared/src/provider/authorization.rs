@@ -84,27 +84,13 @@ mod tests {
 
     use super::*;
     use crate::Config;
+    use crate::provider::golden::{check, sample_inputs};
     use crate::provider::{Catalog, Protocol, endpoints::REGION_INPUT};
 
     const GOLDEN: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/src/provider/golden/authorization_urls.txt"
     );
-
-    /// A value for every declared input but the region: `acme` where the pattern takes it.
-    fn sample_inputs(p: &Provider) -> BTreeMap<String, String> {
-        p.inputs
-            .iter()
-            .filter(|(name, _)| name.as_str() != REGION_INPUT)
-            .map(|(name, spec)| {
-                let value = ["acme", "common"]
-                    .into_iter()
-                    .find(|v| spec.matches(v))
-                    .unwrap_or_else(|| panic!("{}: no sample for input {name}", p.slug));
-                (name.clone(), value.to_string())
-            })
-            .collect()
-    }
 
     fn url_for(p: &Provider, inputs: &BTreeMap<String, String>, config: &Config) -> String {
         let endpoints = p.resolve_endpoints(inputs, config).unwrap();
@@ -124,9 +110,7 @@ mod tests {
         .to_string()
     }
 
-    /// One line per built-in entry (and per region), compared with the golden file. To accept a
-    /// deliberate change: `BROKER_UPDATE_GOLDEN=1 cargo test -p broker-shared golden`, then review
-    /// the diff.
+    /// One line per built-in entry (and per region), compared with the golden file.
     #[test]
     fn every_builtin_entry_builds_its_golden_authorization_url() {
         let config = Config::from_lookup(|k| {
@@ -152,18 +136,6 @@ mod tests {
                 ));
             }
         }
-        let actual = lines.join("\n") + "\n";
-        if std::env::var_os("BROKER_UPDATE_GOLDEN").is_some() {
-            std::fs::write(GOLDEN, &actual).unwrap();
-        }
-        let golden = std::fs::read_to_string(GOLDEN).unwrap_or_default();
-        for (want, got) in golden.lines().zip(actual.lines()) {
-            assert_eq!(got, want, "authorization URL changed");
-        }
-        assert_eq!(
-            golden.lines().count(),
-            actual.lines().count(),
-            "entries added or removed"
-        );
+        check(GOLDEN, &lines, "authorization URL");
     }
 }

@@ -238,7 +238,7 @@ impl<'c> AsyncHttpClient<'c> for QuirkClient {
 
 impl TokenClient {
     /// One bounded HTTP exchange with a token endpoint.
-    async fn send(
+    pub(super) async fn send(
         &self,
         request: HttpRequest,
     ) -> Result<HttpResponse, HttpClientError<reqwest::Error>> {

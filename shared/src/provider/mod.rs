@@ -5,7 +5,10 @@ mod authorization;
 mod catalog;
 mod endpoints;
 mod exchange;
+#[cfg(test)]
+mod golden;
 mod quirks;
+mod revocation;
 
 use std::collections::BTreeMap;
 
@@ -18,6 +21,7 @@ pub use authorization::AuthorizationRequest;
 pub use catalog::Catalog;
 pub use endpoints::{Endpoints, RegionEndpoints};
 pub use exchange::{TokenClient, TokenSet};
+pub use revocation::{RevocationOutcome, RevocationStyle, revocation_requests};
 
 /// One provider, exactly as written in the catalog's TOML.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -38,6 +42,9 @@ pub struct Provider {
     pub token_url: String,
     #[serde(default)]
     pub revocation_url: Option<String>,
+    /// How the revocation endpoint is asked (RFC 7009 unless the entry says otherwise).
+    #[serde(default)]
+    pub revocation_style: RevocationStyle,
     #[serde(default)]
     pub userinfo_url: Option<String>,
     /// When set, the callback requires `iss` and compares it exactly (RFC 9207).

@@ -133,6 +133,14 @@ impl Vault for EmbeddedVault {
         Ok(self.sealer.clone())
     }
 
+    async fn delete_secret(&self, name: &str) -> Result<()> {
+        self.db.with(|c| {
+            c.prepare_cached("DELETE FROM secrets WHERE name = ?1")?
+                .execute([name])
+        })?;
+        Ok(())
+    }
+
     async fn get_secret(&self, name: &str) -> Result<Option<Sensitive<String>>> {
         let row: Option<(Vec<u8>, Vec<u8>)> = self.db.with(|c| {
             c.prepare_cached("SELECT nonce, ciphertext FROM secrets WHERE name = ?1")?

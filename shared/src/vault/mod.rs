@@ -40,6 +40,9 @@ pub trait Vault: Send + Sync {
 
     async fn get_secret(&self, name: &str) -> Result<Option<Sensitive<String>>>;
 
+    /// Deletes `name` at once, with no recovery window; a missing secret is already deleted.
+    async fn delete_secret(&self, name: &str) -> Result<()>;
+
     /// This deployment's [`Sealer`], loaded on first use and kept for the process.
     async fn sealer(&self) -> Result<Arc<Sealer>>;
 }

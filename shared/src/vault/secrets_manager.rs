@@ -119,6 +119,27 @@ impl Vault for SecretsManagerVault {
         self.put_value(name, value, request_token).await.map(|_| ())
     }
 
+    async fn delete_secret(&self, name: &str) -> Result<()> {
+        let out = self
+            .client
+            .delete_secret()
+            .secret_id(name)
+            // No recovery window: a deleted connection's tokens must not linger for 7 to 30 days.
+            .force_delete_without_recovery(true)
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_resource_not_found_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(sdk_error("DeleteSecret", e)),
+        }
+    }
+
     async fn sealer(&self) -> Result<Arc<Sealer>> {
         self.sealer
             .get_or_try_init(|| async {

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::rfc3339;
-use crate::connection::{AccessToken, Connection, ConnectionStatus, ListFilters, Page};
+use crate::connection::{AccessToken, Connection, ConnectionStatus, ListFilters, Page, Revocation};
 use crate::{Error, Result, api};
 
 /// A connection as the platform sees it: never a token.
@@ -119,4 +119,17 @@ pub fn token_body(t: &AccessToken) -> Value {
 /// `Cache-Control: no-store`, as every JSON response has.
 pub fn token(t: &AccessToken) -> Result<Response<Body>> {
     api::json(StatusCode::OK, &token_body(t))
+}
+
+/// The delete's body; `brokerctl connections revoke` prints the same.
+pub fn revoked_body(r: &Revocation) -> Value {
+    serde_json::json!({
+        "connection_id": r.connection_id,
+        "status": ConnectionStatus::Revoked,
+        "provider_revocation": r.provider_revocation,
+    })
+}
+
+pub fn revoked(r: &Revocation) -> Result<Response<Body>> {
+    api::json(StatusCode::OK, &revoked_body(r))
 }
