@@ -110,7 +110,9 @@ impl App {
             apps: AppRegistry::new(vault.clone(), config.secret_prefix.clone()),
             tokens: TokenClient::new()?,
             documents: DocumentCache::default(),
-            known_keys: KnownKeys::default(),
+            known_keys: KnownKeys::new(std::time::Duration::from_secs(
+                config.key_cache_secs.unsigned_abs(),
+            )),
             // One backend object serves every port; each handler sees only the port it uses.
             flows: store.clone(),
             connections: store.clone(),

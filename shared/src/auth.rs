@@ -16,6 +16,56 @@ use crate::{Error, Result};
 pub trait KeyStore: Send + Sync {
     async fn put_key(&self, key: &ApiKeyRecord) -> Result<()>;
     async fn get_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>>;
+    /// Every key of the organization, revoked ones included, oldest first.
+    async fn list_keys(&self, organization_id: &str) -> Result<Vec<ApiKeyRecord>>;
+    /// Marks the key revoked, if it belongs to the organization; `false` when it does not.
+    async fn revoke_key(&self, key_hash: &str, organization_id: &str) -> Result<bool>;
+    /// Records that the key was used at `at` (epoch seconds).
+    async fn touch_key(&self, key_hash: &str, at: i64) -> Result<()>;
+}
+
+/// What a key may do; a route names the one it needs (403 without it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Scope {
+    /// Start and complete flows (initiate, complete, sources, imports).
+    #[serde(rename = "flows")]
+    Flows,
+    /// List and read connections.
+    #[serde(rename = "connections:read")]
+    ConnectionsRead,
+    /// Read a connection's access token.
+    #[serde(rename = "credentials:read")]
+    CredentialsRead,
+    /// Reconnect and delete connections.
+    #[serde(rename = "connections:write")]
+    ConnectionsWrite,
+}
+
+impl Scope {
+    /// Every scope: what a key has unless created with fewer (and every key made before scopes).
+    pub const ALL: [Scope; 4] = [
+        Scope::Flows,
+        Scope::ConnectionsRead,
+        Scope::CredentialsRead,
+        Scope::ConnectionsWrite,
+    ];
+
+    pub fn all() -> Vec<Scope> {
+        Scope::ALL.to_vec()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Flows => "flows",
+            Scope::ConnectionsRead => "connections:read",
+            Scope::CredentialsRead => "credentials:read",
+            Scope::ConnectionsWrite => "connections:write",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|scope| scope.as_str() == s)
+    }
 }
 
 /// The stored form of an API key.
@@ -28,10 +78,26 @@ pub struct ApiKeyRecord {
     #[serde(default)]
     pub workspaces: Vec<String>,
     pub user_id: u64,
+    #[serde(default = "Scope::all")]
+    pub scopes: Vec<Scope>,
     #[serde(default)]
     pub revoked: bool,
     pub created_at: i64,
+    /// Epoch seconds, to the hour ([`LAST_USED_RESOLUTION_SECS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<i64>,
 }
+
+impl ApiKeyRecord {
+    /// The key's public id, as `brokerctl key list` shows it and audit lines carry it.
+    pub fn id(&self) -> String {
+        key_id(&self.key_hash)
+    }
+}
+
+/// How stale a key's `last_used_at` may be before a use writes it again: a write per key per hour
+/// at most, not one per request.
+pub const LAST_USED_RESOLUTION_SECS: i64 = 3600;
 
 /// The authenticated caller of an API route.
 #[derive(Debug, Clone)]
@@ -41,6 +107,7 @@ pub struct Caller {
     pub organization_id: String,
     pub workspaces: Vec<String>,
     pub user_id: u64,
+    pub scopes: Vec<Scope>,
 }
 
 impl Caller {
@@ -51,6 +118,16 @@ impl Caller {
             organization_id: organization_id.to_string(),
             workspaces: vec![],
             user_id: 0,
+            scopes: Scope::all(),
+        }
+    }
+
+    /// A route's scope must be among the key's.
+    pub fn require_scope(&self, scope: Scope) -> Result<()> {
+        if self.scopes.contains(&scope) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden)
         }
     }
 
@@ -77,39 +154,61 @@ pub fn key_id(key_hash: &str) -> String {
     format!("key_{}", &key_hash[..key_hash.len().min(16)])
 }
 
-/// A new key for `organization_id`, returned once in clear with the record to store.
+/// A new key for `organization_id`, returned once in clear with the record to store. No scopes
+/// named: every scope.
 pub fn new_api_key(
     organization_id: &str,
     user_id: u64,
     workspaces: Vec<String>,
+    scopes: Vec<Scope>,
 ) -> Result<(String, ApiKeyRecord)> {
     let key = format!("obk_{}", random_token()?);
+    let mut scopes = if scopes.is_empty() {
+        Scope::all()
+    } else {
+        scopes
+    };
+    scopes.sort_by_key(|s| Scope::ALL.iter().position(|a| a == s));
+    scopes.dedup();
     let record = ApiKeyRecord {
         key_hash: sha256_hex(&key),
         organization_id: organization_id.to_string(),
         workspaces,
         user_id,
+        scopes,
         revoked: false,
         created_at: chrono::Utc::now().timestamp(),
+        last_used_at: None,
     };
     Ok((key, record))
 }
 
 /// How long this process trusts a key it has found, without reading it again: the bound on how
-/// long a revoked key still works here.
+/// long a revoked key still works here (`BROKER_KEY_CACHE_SECS`).
 pub const KEY_CACHE_SECS: u64 = 10;
 
 /// Keys this process found recently, by hash (only valid ones: an unknown key is read each time).
 pub struct KnownKeys(TtlCache<String, Caller>);
 
-impl Default for KnownKeys {
-    fn default() -> Self {
-        KnownKeys(TtlCache::new(Duration::from_secs(KEY_CACHE_SECS), 1024))
+impl KnownKeys {
+    pub fn new(ttl: Duration) -> Self {
+        KnownKeys(TtlCache::new(ttl, 1024))
     }
 }
 
-/// Reads `X-API-Key` or `Authorization: Bearer` and finds the key.
-pub async fn authenticate(keys: &dyn KeyStore, known: &KnownKeys, req: &Request) -> Result<Caller> {
+impl Default for KnownKeys {
+    fn default() -> Self {
+        KnownKeys::new(Duration::from_secs(KEY_CACHE_SECS))
+    }
+}
+
+/// Reads `X-API-Key` or `Authorization: Bearer` and finds the key; `now` dates its use.
+pub async fn authenticate(
+    keys: &dyn KeyStore,
+    known: &KnownKeys,
+    req: &Request,
+    now: i64,
+) -> Result<Caller> {
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     let key = header("x-api-key")
         .or_else(|| {
@@ -128,11 +227,21 @@ pub async fn authenticate(keys: &dyn KeyStore, known: &KnownKeys, req: &Request)
     }
     match keys.get_key(&hash).await? {
         Some(record) if !record.revoked => {
+            if record
+                .last_used_at
+                .is_none_or(|t| now - t >= LAST_USED_RESOLUTION_SECS)
+            {
+                // Bookkeeping only: a failed write does not refuse the caller.
+                if let Err(e) = keys.touch_key(&record.key_hash, now).await {
+                    tracing::warn!(key_id = %record.id(), error = %e, "could not record the key's last use");
+                }
+            }
             let caller = Caller {
                 key_id: key_id(&record.key_hash),
                 organization_id: record.organization_id,
                 workspaces: record.workspaces,
                 user_id: record.user_id,
+                scopes: record.scopes,
             };
             known.0.insert(hash, caller.clone());
             Ok(caller)

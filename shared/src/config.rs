@@ -46,6 +46,9 @@ pub struct Config {
     pub flow_ttl_secs: i64,
     /// A token expiring within this many seconds is refreshed before it is handed out.
     pub refresh_margin_secs: i64,
+    /// How long a process trusts an API key it read (`BROKER_KEY_CACHE_SECS`, default 10): the
+    /// bound on how long a revoked key still works.
+    pub key_cache_secs: i64,
     pub kms_key_id: Option<String>,
     pub providers_file: Option<PathBuf>,
     pub allow_loopback_http: bool,
@@ -86,6 +89,11 @@ impl Config {
             };
         let flow_ttl_secs = seconds("BROKER_FLOW_TTL_SECS", 600, 30..=86_400)?;
         let refresh_margin_secs = seconds("BROKER_REFRESH_MARGIN_SECS", 300, 0..=3_600)?;
+        let key_cache_secs = seconds(
+            "BROKER_KEY_CACHE_SECS",
+            crate::auth::KEY_CACHE_SECS as i64,
+            0..=300,
+        )?;
         let allow_loopback_http = match var("BROKER_ALLOW_LOOPBACK_HTTP").as_deref() {
             None | Some("0") | Some("false") => false,
             Some("1") | Some("true") => true,
@@ -105,6 +113,7 @@ impl Config {
                 .to_string(),
             flow_ttl_secs,
             refresh_margin_secs,
+            key_cache_secs,
             kms_key_id: var("BROKER_KMS_KEY_ID"),
             providers_file: var("BROKER_PROVIDERS_FILE").map(PathBuf::from),
             allow_loopback_http,

@@ -195,7 +195,7 @@ async fn a_workspace_limited_key_sees_only_its_workspaces(backend: Backend) {
     let seeded = seed(&broker).await;
     let limited = broker
         .admin
-        .key_create(&broker.org, 9, vec!["ws-a".into()])
+        .key_create(&broker.org, 9, vec!["ws-a".into()], vec![])
         .await
         .unwrap();
 

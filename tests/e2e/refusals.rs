@@ -491,7 +491,7 @@ async fn key_limited_to_workspaces_cannot_start_flows_elsewhere(backend: Backend
     let broker = Broker::start(backend).await;
     let limited = broker
         .admin
-        .key_create(&broker.org, 9, vec!["ws-1".into()])
+        .key_create(&broker.org, 9, vec!["ws-1".into()], vec![])
         .await
         .unwrap();
     let mut body = broker.initiate_body();

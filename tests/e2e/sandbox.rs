@@ -1,6 +1,7 @@
 //! What a newcomer does with `brokerctl serve`: connect the sandbox account through the real
 //! pages and the sandbox provider, read the connection and its token, and watch the two-minute
-//! token refresh with a rotating refresh token.
+//! token refresh with a rotating refresh token; then revoke it, after which the sandbox's own
+//! userinfo route refuses the token.
 
 use std::sync::Arc;
 
@@ -99,5 +100,35 @@ async fn a_sandbox_connection_is_read_and_refreshed_through_serve() {
         assert!(connection["last_refreshed_at"].is_string());
         assert_eq!(connection["refresh_failures"], 0);
     }
+
+    // When the newcomer revokes it (the README's curl), the sandbox was asked to revoke, and its
+    // userinfo route, which took the token before, refuses it now
+    let (_, current) = get(format!("/v1/connections/{id}/token")).await;
+    let token = current["access_token"].as_str().unwrap().to_string();
+    let userinfo = |token: String| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            http.get(format!("{base}{}", sandbox::USERINFO_PATH))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(userinfo(token.clone()).await, 200);
+    let deleted = http
+        .delete(format!("{base}/v1/connections/{id}"))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap();
+    let (status, deleted) = status_and_json(deleted).await;
+    assert_eq!(status, 200, "{deleted}");
+    assert_eq!(deleted["provider_revocation"], "revoked");
+    assert_eq!(userinfo(token).await, 401);
+    let (status, _) = get(format!("/v1/connections/{id}/token")).await;
+    assert_eq!(status, 404);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -221,7 +221,10 @@ impl Broker {
             .org_create(&org, std::slice::from_ref(&redirect_url))
             .await
             .expect("org");
-        let key = admin.key_create(&org, 7, vec![]).await.expect("key");
+        let key = admin
+            .key_create(&org, 7, vec![], vec![])
+            .await
+            .expect("key");
         admin
             .app_set(FAKE, CLIENT_ID, CLIENT_SECRET.into(), None, None)
             .await
@@ -374,7 +377,11 @@ impl Broker {
             .org_create(&org, std::slice::from_ref(&self.redirect_url))
             .await
             .expect("org");
-        let key = self.admin.key_create(&org, 8, vec![]).await.expect("key");
+        let key = self
+            .admin
+            .key_create(&org, 8, vec![], vec![])
+            .await
+            .expect("key");
         (org, key)
     }
 
@@ -562,6 +569,10 @@ impl Vault for FaultyVault {
     async fn delete_secret(&self, name: &str) -> broker::Result<()> {
         self.refuse()?;
         self.inner.delete_secret(name).await
+    }
+
+    async fn list_secrets(&self, prefix: &str) -> broker::Result<Vec<String>> {
+        self.inner.list_secrets(prefix).await
     }
 
     async fn sealer(&self) -> broker::Result<Arc<Sealer>> {

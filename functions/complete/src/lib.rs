@@ -5,6 +5,7 @@
 use broker::api::dialect::{airbyte, aitronos, authentik};
 use broker::api::route::OrgFrom;
 use broker::api::{self, Call, Function, Route};
+use broker::auth::Scope;
 use broker::{App, Result, connection, flow, source};
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
@@ -38,24 +39,28 @@ pub const ROUTES: &[Route<Op>] = &[
         "/v1/source_oauths/complete_oauth",
         Op::CompleteOauth,
         OrgFrom::Key,
+        Scope::Flows,
     ),
     Route::api(
         Method::POST,
         "/v1/organizations/{organization_id}/knowledge/connectors/sources/oauth/callback",
         Op::ConnectorSource,
         OrgFrom::Path,
+        Scope::Flows,
     ),
     Route::api(
         Method::POST,
         "/v1/personal-connectors/complete-oauth",
         Op::PersonalComplete,
         OrgFrom::Query,
+        Scope::Flows,
     ),
     Route::api(
         Method::POST,
         "/v1/sources/user_connections/oauth/",
         Op::ImportUserConnection,
         OrgFrom::Key,
+        Scope::Flows,
     ),
 ];
 

@@ -4,6 +4,7 @@
 use broker::api::dialect::broker as shapes;
 use broker::api::route::OrgFrom;
 use broker::api::{self, Call, Function, Route};
+use broker::auth::Scope;
 use broker::{App, Result, connection};
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
@@ -33,24 +34,33 @@ pub const AWS_ACTIONS: &[&str] = &[
 ];
 
 pub const ROUTES: &[Route<Op>] = &[
-    Route::api(Method::GET, "/v1/connections", Op::List, OrgFrom::Key),
+    Route::api(
+        Method::GET,
+        "/v1/connections",
+        Op::List,
+        OrgFrom::Key,
+        Scope::ConnectionsRead,
+    ),
     Route::api(
         Method::GET,
         "/v1/connections/{connection_id}",
         Op::Get,
         OrgFrom::Key,
+        Scope::ConnectionsRead,
     ),
     Route::api(
         Method::GET,
         "/v1/connections/{connection_id}/token",
         Op::Token,
         OrgFrom::Key,
+        Scope::CredentialsRead,
     ),
     Route::api(
         Method::DELETE,
         "/v1/connections/{connection_id}",
         Op::Delete,
         OrgFrom::Key,
+        Scope::ConnectionsWrite,
     ),
 ];
 

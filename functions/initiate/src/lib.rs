@@ -3,6 +3,7 @@
 use broker::api::dialect::{airbyte, aitronos};
 use broker::api::route::OrgFrom;
 use broker::api::{self, Call, Function, Route};
+use broker::auth::Scope;
 use broker::{App, Result, flow};
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
@@ -16,12 +17,13 @@ pub enum Op {
     PersonalAuthorize,
 }
 
-/// The AWS actions this function's code calls (API keys, organizations, connections and flows in
+/// The AWS actions this function's code calls (API keys and their last use, organizations, connections and flows in
 /// the table; provider app credentials in the vault). `tests/e2e/iam.rs` holds each function's
 /// policy in `template.yaml` to exactly this list; `kms:` actions apply when a customer key is set.
 pub const AWS_ACTIONS: &[&str] = &[
     "dynamodb:GetItem",
     "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
     "secretsmanager:GetSecretValue",
     "kms:Decrypt",
 ];
@@ -32,30 +34,35 @@ pub const ROUTES: &[Route<Op>] = &[
         "/v1/sources/initiateOAuth",
         Op::InitiateOauth,
         OrgFrom::Key,
+        Scope::Flows,
     ),
     Route::api(
         Method::POST,
         "/v1/source_oauths/get_consent_url",
         Op::GetConsentUrl,
         OrgFrom::Key,
+        Scope::Flows,
     ),
     Route::api(
         Method::POST,
         "/v1/organizations/{organization_id}/knowledge/connectors/sources/oauth",
         Op::NativeOauth,
         OrgFrom::Path,
+        Scope::Flows,
     ),
     Route::api(
         Method::POST,
         "/v1/organizations/{organization_id}/knowledge/connectors/sources/authorize",
         Op::ConnectorAuthorize,
         OrgFrom::Path,
+        Scope::Flows,
     ),
     Route::api(
         Method::POST,
         "/v1/personal-connectors/authorize",
         Op::PersonalAuthorize,
         OrgFrom::Query,
+        Scope::Flows,
     ),
 ];
 

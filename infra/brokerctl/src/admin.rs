@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use broker::api::dialect::broker as shapes;
 use broker::api::dialect::rfc3339;
-use broker::auth::{Caller, new_api_key};
+use broker::auth::{Caller, Scope, key_id, new_api_key};
 use broker::connection::{self, ListFilters};
 use broker::org::Org;
-use broker::provider::Catalog;
+use broker::provider::{Catalog, RevocationStyle};
 use broker::redirect::RedirectUrl;
 use broker::secret::Sensitive;
 use broker::store::Store;
@@ -68,21 +68,72 @@ impl Admin {
         Ok(org)
     }
 
-    /// Creates an API key and returns it; only its hash is stored.
+    /// Creates an API key and returns it; only its hash is stored. No scopes: every scope.
     pub async fn key_create(
         &self,
         org: &str,
         user: u64,
         workspaces: Vec<String>,
+        scopes: Vec<Scope>,
     ) -> Result<String> {
         if self.store.get_org(org).await?.is_none() {
             return Err(Error::validation(format!(
                 "organization `{org}` does not exist (brokerctl org create)"
             )));
         }
-        let (key, record) = new_api_key(org, user, workspaces)?;
+        let (key, record) = new_api_key(org, user, workspaces, scopes)?;
         self.store.put_key(&record).await?;
         Ok(key)
+    }
+
+    /// One line per key of the organization: its id, never the key (only its hash is stored).
+    pub async fn key_list(&self, org: &str) -> Result<String> {
+        let when = |t: Option<i64>| t.map(rfc3339).unwrap_or_else(|| "never".into());
+        let mut out = format!(
+            "{:<22} {:<21} {:<6} {:<16} {:<56} {:<21} {}\n",
+            "ID", "CREATED", "USER", "WORKSPACES", "SCOPES", "LAST USED", "STATUS"
+        );
+        for k in self.store.list_keys(org).await? {
+            let workspaces = if k.workspaces.is_empty() {
+                "*".to_string()
+            } else {
+                k.workspaces.join(",")
+            };
+            let scopes: Vec<&str> = k.scopes.iter().map(|s| s.as_str()).collect();
+            out.push_str(&format!(
+                "{:<22} {:<21} {:<6} {:<16} {:<56} {:<21} {}\n",
+                k.id(),
+                rfc3339(k.created_at),
+                k.user_id,
+                workspaces,
+                scopes.join(","),
+                when(k.last_used_at),
+                if k.revoked { "revoked" } else { "active" },
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Revokes the organization's key `id` (as `key list` shows it): another organization's key
+    /// is not found under this one.
+    pub async fn key_revoke(&self, org: &str, id: &str) -> Result<String> {
+        let record = self
+            .store
+            .list_keys(org)
+            .await?
+            .into_iter()
+            .find(|k| k.id() == id)
+            .ok_or_else(|| {
+                Error::validation(format!("organization `{org}` has no key `{id}` (key list)"))
+            })?;
+        if !self.store.revoke_key(&record.key_hash, org).await? {
+            return Err(Error::validation(format!("key `{id}` is not `{org}`'s")));
+        }
+        Ok(format!(
+            "key {} revoked: refused within {} s on every function",
+            key_id(&record.key_hash),
+            self.config.key_cache_secs
+        ))
     }
 
     /// Stores a provider app's credentials at the default, organization or workspace level.
@@ -113,6 +164,29 @@ impl Admin {
             .put_secret(&name, &doc, &[("provider", slug)], &token)
             .await?;
         Ok(name)
+    }
+}
+
+impl Admin {
+    /// Which provider apps are configured, at which level (default, organization, workspace),
+    /// from the vault's secret names alone: no secret is read.
+    pub async fn app_list(&self) -> Result<String> {
+        let apps = format!("{}/apps/", self.config.secret_prefix);
+        let mut out = format!(
+            "{:<24} {:<12} {:<24} {}\n",
+            "PROVIDER", "LEVEL", "ORG", "WORKSPACE"
+        );
+        for name in self.vault.list_secrets(&apps).await? {
+            let parts: Vec<&str> = name[apps.len()..].split('/').collect();
+            let (level, slug, org, workspace) = match parts.as_slice() {
+                [slug] => ("default", *slug, "-", "-"),
+                [org, slug] => ("organization", *slug, *org, "-"),
+                [org, workspace, slug] => ("workspace", *slug, *org, *workspace),
+                _ => continue,
+            };
+            out.push_str(&format!("{slug:<24} {level:<12} {org:<24} {workspace}\n"));
+        }
+        Ok(out)
     }
 }
 
@@ -177,6 +251,13 @@ impl Admin {
         pretty(&shapes::connection_body(&c))
     }
 
+    /// Revokes the connection as `DELETE /v1/connections/{id}` does, and prints its answer.
+    pub async fn connections_revoke(&self, org: &str, id: &str) -> Result<String> {
+        let app = self.app()?;
+        let r = connection::revoke(&app, &Caller::operator(org), id).await?;
+        pretty(&shapes::revoked_body(&r))
+    }
+
     /// The connection's access token as the token route answers it, refreshed when due.
     pub async fn connections_token(&self, org: &str, id: &str, force: bool) -> Result<String> {
         let app = self.app()?;
@@ -189,12 +270,28 @@ fn pretty(value: &serde_json::Value) -> Result<String> {
     serde_json::to_string_pretty(value).map_err(Error::internal)
 }
 
-/// One line per provider: slug, name and the quirks that set it apart.
+/// One line per provider: slug, name, how it revokes, and the quirks that set it apart.
 pub fn providers_list(catalog: &Catalog) -> String {
-    catalog
-        .iter()
-        .map(|p| format!("{:<24} {:<34} {}\n", p.slug, p.name, p.quirks().join(" ")))
-        .collect()
+    let mut out = format!(
+        "{:<24} {:<34} {:<14} {}\n",
+        "SLUG", "NAME", "REVOKES", "QUIRKS"
+    );
+    for p in catalog.iter() {
+        let revokes = match (&p.revocation_url, p.revocation_style) {
+            (None, _) => "no",
+            (Some(_), RevocationStyle::Rfc7009) => "rfc7009",
+            (Some(_), RevocationStyle::Bearer) => "bearer",
+            (Some(_), RevocationStyle::GithubGrant) => "github_grant",
+        };
+        out.push_str(&format!(
+            "{:<24} {:<34} {:<14} {}\n",
+            p.slug,
+            p.name,
+            revokes,
+            p.quirks().join(" ")
+        ));
+    }
+    out
 }
 
 /// One entry (by slug, alias or source definition id) as `BROKER_PROVIDERS_FILE` TOML, ready

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use broker::Catalog;
+use broker::auth::Scope;
 use broker::connection::{ConnectionStatus, ListFilters};
 use brokerctl::admin::{self, Admin};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -105,6 +106,12 @@ enum ConnectionsCommand {
         #[arg(long)]
         force_refresh: bool,
     },
+    /// End the connection: revoked at the provider where it allows it, its tokens deleted.
+    Revoke {
+        id: String,
+        #[arg(long)]
+        org: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -129,7 +136,30 @@ enum KeyCommand {
         /// Limit the key to these workspaces (repeatable); none means every workspace.
         #[arg(long = "workspace")]
         workspaces: Vec<String>,
+        /// What the key may do (repeatable): flows, connections:read, credentials:read,
+        /// connections:write. None means all four.
+        #[arg(long = "scope", value_parser = parse_scope)]
+        scopes: Vec<Scope>,
     },
+    /// The organization's keys: id, creation, user, workspaces, scopes, last use (never a key).
+    List {
+        #[arg(long)]
+        org: String,
+    },
+    /// Revoke a key by its id (as `key list` shows it); refused within the key cache's bound.
+    Revoke {
+        key_id: String,
+        /// The key's organization: a key id alone never revokes another organization's key.
+        #[arg(long)]
+        org: String,
+    },
+}
+
+fn parse_scope(s: &str) -> Result<Scope, String> {
+    Scope::parse(s).ok_or_else(|| {
+        let all: Vec<&str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
+        format!("not a scope (one of: {})", all.join(", "))
+    })
 }
 
 #[derive(Subcommand)]
@@ -146,6 +176,8 @@ enum AppCommand {
         #[arg(long)]
         workspace: Option<String>,
     },
+    /// Which apps are configured, at which level (never a secret).
+    List,
 }
 
 #[derive(Subcommand)]
@@ -210,15 +242,40 @@ async fn run(cli: Cli) -> broker::Result<String> {
                     org,
                     user,
                     workspaces,
+                    scopes,
                 },
         } => {
             let key = Admin::connect(config)
                 .await?
-                .key_create(&org, user, workspaces)
+                .key_create(&org, user, workspaces, scopes)
                 .await?;
             // The key alone on the last line, so scripts can capture it with `tail -1`.
             format!("API key for organization {org} (shown once, store it now):\n{key}")
         }
+        Command::Key {
+            command: KeyCommand::List { org },
+        } => Admin::connect(config)
+            .await?
+            .key_list(&org)
+            .await?
+            .trim_end()
+            .to_string(),
+        Command::Key {
+            command: KeyCommand::Revoke { key_id, org },
+        } => {
+            Admin::connect(config)
+                .await?
+                .key_revoke(&org, &key_id)
+                .await?
+        }
+        Command::App {
+            command: AppCommand::List,
+        } => Admin::connect(config)
+            .await?
+            .app_list()
+            .await?
+            .trim_end()
+            .to_string(),
         Command::App {
             command:
                 AppCommand::Set {
@@ -280,6 +337,9 @@ async fn run(cli: Cli) -> broker::Result<String> {
                     org,
                     force_refresh,
                 } => admin.connections_token(&org, &id, force_refresh).await?,
+                ConnectionsCommand::Revoke { id, org } => {
+                    admin.connections_revoke(&org, &id).await?
+                }
             }
         }
         Command::Providers {

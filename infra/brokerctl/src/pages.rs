@@ -34,6 +34,7 @@ pub async fn try_sandbox(State(local): State<Arc<Local>>) -> Response {
         organization_id: DEV_ORG.into(),
         workspaces: vec![],
         user_id: 1,
+        scopes: broker::auth::Scope::all(),
     };
     let mut done = app.config.public_url.clone();
     done.set_path(DONE_PATH);
@@ -97,7 +98,7 @@ pub async fn ensure_dev_org(app: &broker::App) -> broker::Result<Option<String>>
                 created_at: now,
             };
             app.orgs.put_org(&org).await?;
-            let (key, record) = broker::auth::new_api_key(DEV_ORG, 1, vec![])?;
+            let (key, record) = broker::auth::new_api_key(DEV_ORG, 1, vec![], vec![])?;
             app.keys.put_key(&record).await?;
             Ok(Some(key))
         }

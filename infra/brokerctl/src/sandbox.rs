@@ -1,9 +1,10 @@
 //! The sandbox provider of `brokerctl serve`: a real (if tiny) OAuth 2.0 authorization server on
 //! the same loopback port, with an Allow/Deny consent page, single-use codes and PKCE checks, so a
 //! whole flow runs locally with no third-party account. Its access tokens live two minutes and its
-//! refresh tokens rotate, so a newcomer sees a refresh happen.
+//! refresh tokens rotate, so a newcomer sees a refresh happen. It honours RFC 7009 revocation,
+//! and its userinfo route refuses a revoked grant's tokens, so a delete can be seen to work.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,8 @@ use crate::local::to_axum;
 pub const SLUG: &str = "sandbox";
 pub const AUTHORIZE_PATH: &str = "/sandbox/authorize";
 pub const TOKEN_PATH: &str = "/sandbox/token";
+pub const REVOKE_PATH: &str = "/sandbox/revoke";
+pub const USERINFO_PATH: &str = "/sandbox/userinfo";
 const CODE_LIFETIME: Duration = Duration::from_secs(60);
 /// Short, so the broker's refresh shows within minutes of connecting.
 pub const ACCESS_TOKEN_SECS: u64 = 120;
@@ -41,6 +44,8 @@ pub fn provider(public_url: &Url) -> Provider {
         "name": "Sandbox (local)",
         "authorization_url": at(AUTHORIZE_PATH),
         "token_url": at(TOKEN_PATH),
+        "revocation_url": at(REVOKE_PATH),
+        "userinfo_url": at(USERINFO_PATH),
         "scopes": ["read"],
         "optional_scopes": ["write"],
         "pkce": "required",
@@ -72,13 +77,22 @@ struct Grant {
     issued: Instant,
 }
 
-/// The sandbox provider's state: the broker it serves (for its app credentials) and the codes
-/// issued and not yet redeemed.
+/// The sandbox provider's state: the broker it serves (for its app credentials), the codes
+/// issued and not yet redeemed, and the tokens of each authorization (a grant).
 pub struct Sandbox {
     app: Arc<App>,
     grants: Mutex<HashMap<String, Grant>>,
-    /// Live refresh tokens and their scope: each works once (rotation).
-    refresh_tokens: Mutex<HashMap<String, String>>,
+    tokens: Mutex<Tokens>,
+}
+
+#[derive(Default)]
+struct Tokens {
+    /// Live refresh tokens: their scope and grant. Each works once (rotation).
+    refresh: HashMap<String, (String, String)>,
+    /// Access tokens and their grant.
+    access: HashMap<String, String>,
+    /// Grants revoked: every token of theirs is refused.
+    revoked: HashSet<String>,
 }
 
 impl Sandbox {
@@ -86,21 +100,24 @@ impl Sandbox {
         Sandbox {
             app,
             grants: Mutex::new(HashMap::new()),
-            refresh_tokens: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(Tokens::default()),
         }
     }
 
-    /// A fresh token pair for `scope`; the refresh token is remembered for one use.
-    fn issue(&self, scope: String) -> Response {
+    /// A fresh token pair of `grant` for `scope`; the refresh token is remembered for one use.
+    fn issue(&self, grant: String, scope: String) -> Response {
         let (Ok(access), Ok(refresh)) = (random_token(), random_token()) else {
             return token_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error");
         };
-        let refresh = format!("sbx_rt_{refresh}");
-        if let Ok(mut live) = self.refresh_tokens.lock() {
-            live.insert(refresh.clone(), scope.clone());
+        let (access, refresh) = (format!("sbx_at_{access}"), format!("sbx_rt_{refresh}"));
+        if let Ok(mut tokens) = self.tokens.lock() {
+            tokens
+                .refresh
+                .insert(refresh.clone(), (scope.clone(), grant.clone()));
+            tokens.access.insert(access.clone(), grant);
         }
         let body = json!({
-            "access_token": format!("sbx_at_{access}"),
+            "access_token": access,
             "refresh_token": refresh,
             "token_type": "bearer",
             "expires_in": ACCESS_TOKEN_SECS,
@@ -251,11 +268,13 @@ pub async fn token(
     match form.get("grant_type").map(String::as_str) {
         Some("authorization_code") => {}
         Some("refresh_token") => {
-            let scope = form
-                .get("refresh_token")
-                .and_then(|rt| sandbox.refresh_tokens.lock().ok()?.remove(rt));
-            return match scope {
-                Some(scope) => sandbox.issue(scope),
+            let live = form.get("refresh_token").and_then(|rt| {
+                let mut tokens = sandbox.tokens.lock().ok()?;
+                let (scope, grant) = tokens.refresh.remove(rt)?;
+                (!tokens.revoked.contains(&grant)).then_some((grant, scope))
+            });
+            return match live {
+                Some((grant, scope)) => sandbox.issue(grant, scope),
                 None => error(StatusCode::BAD_REQUEST, "invalid_grant"),
             };
         }
@@ -275,7 +294,61 @@ pub async fn token(
     if form.get("redirect_uri") != Some(&grant.redirect_uri) || !verifier_ok {
         return error(StatusCode::BAD_REQUEST, "invalid_grant");
     }
-    sandbox.issue(grant.scope)
+    let Ok(id) = random_token() else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "server_error");
+    };
+    sandbox.issue(id, grant.scope)
+}
+
+/// RFC 7009 revocation: HTTP Basic client authentication; revoking either token of a grant ends
+/// the grant; an unknown token is still a 200.
+pub async fn revoke(
+    State(sandbox): State<Arc<Sandbox>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let Some(creds) = sandbox_credentials(&sandbox.app).await else {
+        return token_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    };
+    if basic_credentials(&headers) != Some((creds.client_id, creds.client_secret.expose().clone()))
+    {
+        return token_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+    let Some(token) = form.get("token") else {
+        return token_error(StatusCode::BAD_REQUEST, "invalid_request");
+    };
+    if let Ok(mut tokens) = sandbox.tokens.lock() {
+        let grant = tokens
+            .refresh
+            .get(token)
+            .map(|(_, g)| g.clone())
+            .or_else(|| tokens.access.get(token).cloned());
+        if let Some(grant) = grant {
+            tokens.revoked.insert(grant);
+        }
+    }
+    StatusCode::OK.into_response()
+}
+
+/// The sandbox's API: who the Bearer token's user is; 401 for an unknown or revoked token.
+pub async fn userinfo(State(sandbox): State<Arc<Sandbox>>, headers: HeaderMap) -> Response {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let live = token.is_some_and(|t| {
+        sandbox.tokens.lock().is_ok_and(|tokens| {
+            tokens
+                .access
+                .get(t)
+                .is_some_and(|g| !tokens.revoked.contains(g))
+        })
+    });
+    if live {
+        axum::Json(json!({ "sub": "sandbox-user", "name": "Sandbox User" })).into_response()
+    } else {
+        token_error(StatusCode::UNAUTHORIZED, "invalid_token")
+    }
 }
 
 /// RFC 6749 §2.3.1: Basic credentials are form-url-encoded before base64.

@@ -34,7 +34,15 @@ pub fn router(app: Arc<App>, with_pages: bool) -> Router {
             )
             .route(
                 sandbox::TOKEN_PATH,
-                axum::routing::post(sandbox::token).with_state(sandbox),
+                axum::routing::post(sandbox::token).with_state(sandbox.clone()),
+            )
+            .route(
+                sandbox::REVOKE_PATH,
+                axum::routing::post(sandbox::revoke).with_state(sandbox.clone()),
+            )
+            .route(
+                sandbox::USERINFO_PATH,
+                get(sandbox::userinfo).with_state(sandbox),
             );
     }
     router.fallback(dispatch).with_state(local)

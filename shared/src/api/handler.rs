@@ -8,7 +8,7 @@ use lambda_http::{Body, Request, Response};
 use tracing::Instrument;
 
 use super::route::{self, Access, OrgFrom, Params, Route};
-use crate::auth::{self, Caller};
+use crate::auth::{self, Caller, Scope};
 use crate::{App, Result};
 
 /// A function as the request path sees it: its name (the log span) and its routes, whose access
@@ -62,7 +62,7 @@ where
         let (op, access, params) = found?;
         let caller = match access {
             Access::Browser => None,
-            Access::Key(org_from) => Some(admit(app, &req, org_from, &params).await?),
+            Access::Key(org_from, scope) => Some(admit(app, &req, org_from, scope, &params).await?),
         };
         dispatch(Call {
             op,
@@ -84,9 +84,18 @@ where
     })
 }
 
-/// Authenticates the key and checks the organization the route names against it.
-async fn admit(app: &App, req: &Request, org_from: OrgFrom, params: &Params) -> Result<Caller> {
-    let caller = auth::authenticate(app.keys.as_ref(), &app.known_keys, req).await?;
+/// Authenticates the key, checks it holds the route's scope, and checks the organization the
+/// route names against it.
+async fn admit(
+    app: &App,
+    req: &Request,
+    org_from: OrgFrom,
+    scope: Scope,
+    params: &Params,
+) -> Result<Caller> {
+    let caller =
+        auth::authenticate(app.keys.as_ref(), &app.known_keys, req, app.clock.now()).await?;
+    caller.require_scope(scope)?;
     let named = match org_from {
         OrgFrom::Key => None,
         OrgFrom::Path => params.get("organization_id").cloned(),

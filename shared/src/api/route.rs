@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use lambda_http::http::Method;
 
+use crate::auth::Scope;
 use crate::{Error, Result};
 
 /// A method and a path pattern whose `{name}` segments capture parameters, and who may call it.
@@ -17,11 +18,11 @@ pub struct Route<Op> {
 }
 
 /// Who calls a route: a browser (no key; the flow's handle is the credential), or a platform
-/// with an API key, naming the organization it acts for in one place.
+/// with an API key holding the route's scope, naming the organization it acts for in one place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     Browser,
-    Key(OrgFrom),
+    Key(OrgFrom, Scope),
 }
 
 /// Where an API route's organization comes from. The request path checks it against the key
@@ -49,13 +50,19 @@ impl<Op: Copy> Route<Op> {
         }
     }
 
-    /// An API route, called with a key for the organization `org` names.
-    pub const fn api(method: Method, path: &'static str, op: Op, org: OrgFrom) -> Self {
+    /// An API route, called with a key holding `scope` for the organization `org` names.
+    pub const fn api(
+        method: Method,
+        path: &'static str,
+        op: Op,
+        org: OrgFrom,
+        scope: Scope,
+    ) -> Self {
         Route {
             method,
             path,
             op,
-            access: Access::Key(org),
+            access: Access::Key(org, scope),
         }
     }
 
@@ -120,6 +127,7 @@ mod tests {
             "/v1/organizations/{organization_id}/things",
             1,
             OrgFrom::Path,
+            Scope::Flows,
         ),
         Route::browser(Method::GET, "/v1/oauth/callback", 2),
     ];

@@ -63,6 +63,11 @@ fn by_org(org: &str, shard: u32) -> String {
     format!("ORG#{org}#{shard}")
 }
 
+/// The organization's API keys in the second index (few, listed by an operator: one partition).
+fn keys_of(org: &str) -> String {
+    format!("KEYS#{org}")
+}
+
 /// A connection's item, with its keys in both listing indexes.
 fn connection_item(c: &Connection) -> Result<Item> {
     let mut item = to_item(keys::connection(&c.organization_id, &c.id), c)?;
@@ -409,7 +414,7 @@ impl DynamoStore {
     }
 
     /// The base items of `keys` (at most 100), consistently read, whatever order they come in.
-    async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Connection>> {
+    async fn batch_get<T: DeserializeOwned>(&self, keys: Vec<Item>) -> Result<Vec<T>> {
         use aws_sdk_dynamodb::types::KeysAndAttributes;
         let mut pending = keys;
         let mut out = vec![];
@@ -791,13 +796,81 @@ impl StateTokenStore for DynamoStore {
 #[async_trait]
 impl KeyStore for DynamoStore {
     async fn put_key(&self, k: &ApiKeyRecord) -> Result<()> {
-        self.put(to_item(keys::api_key(&k.key_hash), k)?, false)
-            .await?;
+        let mut item = to_item(keys::api_key(&k.key_hash), k)?;
+        // Listed by organization through the second index, under a partition of their own.
+        item.insert("gsi2pk".into(), s(keys_of(&k.organization_id)));
+        item.insert(
+            "gsi2sk".into(),
+            s(format!("{:012}#{}", k.created_at, k.key_hash)),
+        );
+        self.put(item, false).await?;
         Ok(())
     }
 
     async fn get_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
         self.get(keys::api_key(key_hash)).await
+    }
+
+    async fn list_keys(&self, organization_id: &str) -> Result<Vec<ApiKeyRecord>> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("gsi2")
+            .key_condition_expression("gsi2pk = :p")
+            .expression_attribute_values(":p", s(keys_of(organization_id)))
+            .into_paginator()
+            .items()
+            .send();
+        let mut found = Vec::new();
+        while let Some(entry) = pages.next().await {
+            let entry = entry.map_err(|e| sdk_error("Query", e))?;
+            if let Some(pk) = entry.get("pk") {
+                found.push(key(pk.as_s().map_err(|_| Error::internal("pk"))?.clone()));
+            }
+        }
+        let mut records: Vec<ApiKeyRecord> = self.batch_get(found).await?;
+        // The index is eventually consistent; the base item decides.
+        records.retain(|k| k.organization_id == organization_id);
+        records.sort_by_key(|k| k.created_at);
+        Ok(records)
+    }
+
+    async fn revoke_key(&self, key_hash: &str, organization_id: &str) -> Result<bool> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::api_key(key_hash))))
+            .update_expression("SET revoked = :yes")
+            .condition_expression("organization_id = :org")
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .expression_attribute_values(":org", s(organization_id))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(sdk_error("UpdateItem", e)),
+        }
+    }
+
+    async fn touch_key(&self, key_hash: &str, at: i64) -> Result<()> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::api_key(key_hash))))
+            .update_expression("SET last_used_at = :at")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":at", n(at))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(sdk_error("UpdateItem", e)),
+        }
     }
 }
 

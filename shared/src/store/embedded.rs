@@ -520,6 +520,50 @@ impl KeyStore for EmbeddedStore {
     async fn get_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
         self.db.get(&keys::api_key(key_hash))
     }
+
+    async fn list_keys(&self, organization_id: &str) -> Result<Vec<ApiKeyRecord>> {
+        // The key items' range of the primary key; an operator's command, not a request path.
+        let prefix = keys::api_key("");
+        let rows: Vec<String> = self.db.with(|c| {
+            c.prepare_cached(
+                "SELECT data FROM items WHERE pk >= ?1 AND pk < ?2 \
+                 AND json_extract(data, '$.organization_id') = ?3",
+            )?
+            .query_map(
+                params![prefix, format!("{prefix}\u{10FFFF}"), organization_id],
+                |r| r.get(0),
+            )?
+            .collect()
+        })?;
+        let mut records = rows
+            .iter()
+            .map(|d| serde_json::from_str(d).map_err(db_err))
+            .collect::<Result<Vec<ApiKeyRecord>>>()?;
+        records.sort_by_key(|k| k.created_at);
+        Ok(records)
+    }
+
+    async fn revoke_key(&self, key_hash: &str, organization_id: &str) -> Result<bool> {
+        let outcome = self
+            .db
+            .modify(&keys::api_key(key_hash), false, |k: &mut ApiKeyRecord| {
+                let ours = k.organization_id == organization_id;
+                if ours {
+                    k.revoked = true;
+                }
+                ours
+            })?;
+        Ok(matches!(outcome, Outcome::Applied(_)))
+    }
+
+    async fn touch_key(&self, key_hash: &str, at: i64) -> Result<()> {
+        self.db
+            .modify(&keys::api_key(key_hash), false, |k: &mut ApiKeyRecord| {
+                k.last_used_at = Some(at);
+                true
+            })?;
+        Ok(())
+    }
 }
 
 #[async_trait]

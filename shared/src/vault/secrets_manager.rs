@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
-use aws_sdk_secretsmanager::types::Tag;
+use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, Tag};
 
 use std::sync::Arc;
 
@@ -138,6 +138,32 @@ impl Vault for SecretsManagerVault {
             }
             Err(e) => Err(sdk_error("DeleteSecret", e)),
         }
+    }
+
+    async fn list_secrets(&self, prefix: &str) -> Result<Vec<String>> {
+        let filter = Filter::builder()
+            .key(FilterNameStringType::Name)
+            .values(prefix)
+            .build();
+        let mut pages = self
+            .client
+            .list_secrets()
+            .filters(filter)
+            .into_paginator()
+            .send();
+        let mut names = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error("ListSecrets", e))?;
+            names.extend(
+                page.secret_list()
+                    .iter()
+                    .filter_map(|s| s.name.clone())
+                    // The name filter matches words, not only prefixes.
+                    .filter(|n| n.starts_with(prefix)),
+            );
+        }
+        names.sort();
+        Ok(names)
     }
 
     async fn sealer(&self) -> Result<Arc<Sealer>> {
