@@ -241,12 +241,14 @@ async fn connection_routes_run_through_the_handler_as_api_gateway_events() {
     let vars = [
         ("API_KEY", broker.key.as_str()),
         ("CONNECTION_ID", connection_id.as_str()),
+        ("REDIRECT_URL", broker.redirect_url.as_str()),
     ];
 
-    // When the four routes arrive as API Gateway events
+    // When the five routes arrive as API Gateway events
     let listed = invoke!(connections, broker, "list-connections.json", &vars);
     let got = invoke!(connections, broker, "get-connection.json", &vars);
     let token = invoke!(connections, broker, "connection-token.json", &vars);
+    let reconnect = invoke!(connections, broker, "reconnect-connection.json", &vars);
     let deleted = invoke!(connections, broker, "delete-connection.json", &vars);
 
     // Then each answers from the same core as over HTTP, the token not cacheable
@@ -259,6 +261,11 @@ async fn connection_routes_run_through_the_handler_as_api_gateway_events() {
     assert_eq!(header(&token, "cache-control"), "no-store");
     let issued = broker.provider.ledger().issued_tokens();
     assert_eq!(json_body(&token)["access_token"], issued[0].as_str());
+    assert_eq!(reconnect.status(), 200);
+    assert_eq!(
+        json_body(&reconnect)["connection_id"],
+        connection_id.as_str()
+    );
     assert_eq!(deleted.status(), 200);
     assert_eq!(json_body(&deleted)["status"], "revoked");
 }

@@ -209,7 +209,15 @@ async fn every_aws_action_a_route_needs_is_in_its_functions_list() {
         ok(status, &body);
     }
     assert_eq!(broker.provider.ledger().refreshes().len(), 1);
-    // and its delete: revoked at the provider, the secret deleted
+    // and its reconnect (a flow for the same connection), then its delete
+    let (status, body) = broker
+        .post(
+            &format!("/v1/connections/{connection_id}/reconnect"),
+            Some(&broker.key),
+            &json!({ "redirect_url": broker.redirect_url }),
+        )
+        .await;
+    ok(status, &body);
     let (status, body) = broker.delete_connection(&connection_id).await;
     ok(status, &body);
     assert_eq!(body["provider_revocation"], "revoked");

@@ -5,7 +5,7 @@ use broker::api::dialect::broker as shapes;
 use broker::api::route::OrgFrom;
 use broker::api::{self, Call, Function, Route};
 use broker::auth::Scope;
-use broker::{App, Result, connection};
+use broker::{App, Result, connection, flow};
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
 
@@ -15,14 +15,17 @@ pub enum Op {
     Get,
     Token,
     Delete,
+    Reconnect,
 }
 
 /// The AWS actions this function's code calls (keys and connections read, listing indexes
-/// queried, the refresh lease and its outcome written, a revoked tombstone written; app
-/// credentials and token documents read, refreshed documents written, revoked ones deleted). `tests/e2e/iam.rs` holds its policy in `template.yaml` to
+/// queried, the refresh lease and its outcome written, a revoked tombstone written, a reconnect's
+/// flow and organization; app credentials and token documents read, refreshed documents written,
+/// revoked ones deleted). `tests/e2e/iam.rs` holds its policy in `template.yaml` to
 /// exactly this list.
 pub const AWS_ACTIONS: &[&str] = &[
     "dynamodb:GetItem",
+    "dynamodb:PutItem",
     "dynamodb:UpdateItem",
     "dynamodb:Query",
     "dynamodb:BatchGetItem",
@@ -62,6 +65,13 @@ pub const ROUTES: &[Route<Op>] = &[
         OrgFrom::Key,
         Scope::ConnectionsWrite,
     ),
+    Route::api(
+        Method::POST,
+        "/v1/connections/{connection_id}/reconnect",
+        Op::Reconnect,
+        OrgFrom::Key,
+        Scope::ConnectionsWrite,
+    ),
 ];
 
 const FUNCTION: Function<Op> = Function {
@@ -91,5 +101,9 @@ async fn dispatch(app: &App, call: Call<Op>) -> Result<Response<Body>> {
             shapes::token(&connection::token(app, caller, id(), force, &call.trace_id).await?)
         }
         Op::Delete => shapes::revoked(&connection::revoke(app, caller, id()).await?),
+        Op::Reconnect => {
+            let redirect_url = shapes::reconnect_redirect_url(req)?;
+            shapes::reconnect_started(&flow::reconnect(app, caller, id(), &redirect_url).await?)
+        }
     }
 }

@@ -90,7 +90,7 @@ impl Admin {
     pub async fn key_list(&self, org: &str) -> Result<String> {
         let when = |t: Option<i64>| t.map(rfc3339).unwrap_or_else(|| "never".into());
         let mut out = format!(
-            "{:<22} {:<21} {:<6} {:<16} {:<56} {:<21} {}\n",
+            "{:<22} {:<21} {:<6} {:<16} {:<58} {:<21} {}\n",
             "ID", "CREATED", "USER", "WORKSPACES", "SCOPES", "LAST USED", "STATUS"
         );
         for k in self.store.list_keys(org).await? {
@@ -101,7 +101,7 @@ impl Admin {
             };
             let scopes: Vec<&str> = k.scopes.iter().map(|s| s.as_str()).collect();
             out.push_str(&format!(
-                "{:<22} {:<21} {:<6} {:<16} {:<56} {:<21} {}\n",
+                "{:<22} {:<21} {:<6} {:<16} {:<58} {:<21} {}\n",
                 k.id(),
                 rfc3339(k.created_at),
                 k.user_id,

@@ -50,6 +50,28 @@ impl ConnectionStatus {
     pub const USABLE: &'static [ConnectionStatus] =
         &[ConnectionStatus::Authorized, ConnectionStatus::Active];
 
+    /// Every status a reconnect may start from (and its callback move to `active`).
+    pub const RECONNECTABLE: &'static [ConnectionStatus] = &[
+        ConnectionStatus::Authorized,
+        ConnectionStatus::Active,
+        ConnectionStatus::Failed,
+        ConnectionStatus::ReauthorizationRequired,
+    ];
+
+    /// This status alone, as a transition's `from`.
+    pub fn only(self) -> &'static [ConnectionStatus] {
+        match self {
+            ConnectionStatus::Pending => &[ConnectionStatus::Pending],
+            ConnectionStatus::Authorized => &[ConnectionStatus::Authorized],
+            ConnectionStatus::Active => &[ConnectionStatus::Active],
+            ConnectionStatus::Failed => &[ConnectionStatus::Failed],
+            ConnectionStatus::ReauthorizationRequired => {
+                &[ConnectionStatus::ReauthorizationRequired]
+            }
+            ConnectionStatus::Revoked => &[ConnectionStatus::Revoked],
+        }
+    }
+
     /// Every status a connection can be revoked from.
     pub const NOT_REVOKED: &'static [ConnectionStatus] = &[
         ConnectionStatus::Pending,

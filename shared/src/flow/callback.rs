@@ -11,7 +11,7 @@ use crate::crypto::{random_token, sha256_hex};
 use crate::provider::{Provider, TokenSet};
 use crate::redirect::RedirectUrl;
 use crate::secret::Sensitive;
-use crate::vault::AppCredentials;
+use crate::vault::{AppCredentials, names};
 use crate::{App, Error, Result};
 
 /// Finishes the browser's round trip: consumes the flow once, checks binding and issuer, redeems
@@ -243,13 +243,17 @@ async fn store(app: &App, flow: &Flow, provider: &Provider, tokens: &TokenSet) -
         &format!("vault:{}", flow.key),
     )
     .await?;
-    let mut authorized = Transition::new(
-        &flow.organization_id,
-        &flow.connection_id,
-        &[ConnectionStatus::Pending],
-        ConnectionStatus::Authorized,
-        app.clock.now(),
-    );
+    let now = app.clock.now();
+    let reconnect = flow.kind == FlowKind::Reconnect;
+    let (from, to) = if reconnect {
+        (ConnectionStatus::RECONNECTABLE, ConnectionStatus::Active)
+    } else {
+        (
+            &[ConnectionStatus::Pending][..],
+            ConnectionStatus::Authorized,
+        )
+    };
+    let mut authorized = Transition::new(&flow.organization_id, &flow.connection_id, from, to, now);
     authorized.change = Change {
         secret_id: Some(secret_id.clone()),
         token_expires_at: Some(tokens.expires_at),
@@ -259,10 +263,33 @@ async fn store(app: &App, flow: &Flow, provider: &Provider, tokens: &TokenSet) -
         metadata: Some(tokens.metadata.clone()),
         ..Change::default()
     };
-    app.flows
+    if reconnect {
+        // A repaired connection starts afresh: no failures, no back-off, no stale lease or
+        // sealed document (the new tokens supersede them).
+        authorized.change.refresh_failures = Some(0);
+        authorized.change.refresh_retry_at = Some(now);
+        authorized.change.sealed_document = Some(None);
+        authorized.change.release_lease = true;
+    }
+    match app
+        .flows
         .finish_flow(&flow.key, FlowStatus::Completed, &authorized)
-        .await?;
-    tracing::info!(provider = %flow.provider, connection_id = %flow.connection_id, "connection authorized");
+        .await
+    {
+        Ok(()) => {}
+        Err(Error::Conflict(_)) if reconnect => {
+            // Revoked (or deleted) while the user was at the provider: its tokens must not live on.
+            let name = names::connection(
+                &app.config.secret_prefix,
+                &flow.organization_id,
+                &flow.connection_id,
+            );
+            app.vault.delete_secret(&name).await?;
+            return Err(Error::FlowRejected);
+        }
+        Err(e) => return Err(e),
+    }
+    tracing::info!(provider = %flow.provider, connection_id = %flow.connection_id, status = to.as_str(), "connection authorized");
     Ok(secret_id)
 }
 
@@ -290,6 +317,10 @@ async fn references(
             ("connection_id", flow.connection_id.clone()),
             ("status", "authorized".to_string()),
         ],
+        FlowKind::Reconnect => vec![
+            ("connection_id", flow.connection_id.clone()),
+            ("status", "active".to_string()),
+        ],
         FlowKind::Personal => {
             let token = random_token()?;
             let now = app.clock.now();
@@ -312,12 +343,24 @@ async fn references(
     })
 }
 
+/// The flow ended without tokens: a new connection fails with it; a reconnected one stays as it
+/// was (the user declining a repair does not break what still works).
 async fn fail(app: &App, flow: &Flow) -> Result<()> {
+    let (from, to) = if flow.kind == FlowKind::Reconnect {
+        let current = app
+            .connections
+            .get_connection(&flow.organization_id, &flow.connection_id)
+            .await?
+            .ok_or(Error::FlowRejected)?;
+        (current.status.only(), current.status)
+    } else {
+        (&[ConnectionStatus::Pending][..], ConnectionStatus::Failed)
+    };
     let failed = Transition::new(
         &flow.organization_id,
         &flow.connection_id,
-        &[ConnectionStatus::Pending],
-        ConnectionStatus::Failed,
+        from,
+        to,
         app.clock.now(),
     );
     app.flows

@@ -12,7 +12,7 @@ pub use authorize::{Authorization, authorize};
 pub use callback::callback;
 pub use complete::{ClientCompletion, ClientOutcome, complete_client_callback, complete_personal};
 pub use model::{Claim, Flow, FlowKind, FlowStatus, StateToken};
-pub use start::{StartRequest, Started, start};
+pub use start::{StartRequest, Started, reconnect, start};
 pub use store::{FlowStore, StateTokenStore};
 
 use crate::Config;

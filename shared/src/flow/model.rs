@@ -20,6 +20,8 @@ pub enum FlowKind {
     /// Airbyte config API `get_consent_url`: the provider redirects to the caller's own URL and the
     /// caller redeems the code through `complete_oauth`. No browser step passes through the broker.
     ClientCallback,
+    /// `POST /v1/connections/{id}/reconnect`: re-authorizes an existing connection in place.
+    Reconnect,
 }
 
 impl FlowKind {

@@ -7,6 +7,7 @@ use super::{Flow, FlowKind, FlowStatus};
 use crate::auth::Caller;
 use crate::connection::{Connection, ConnectionStatus};
 use crate::crypto::{random_token, sha256_hex};
+use crate::provider::{Endpoints, Provider};
 use crate::redirect::RedirectUrl;
 use crate::secret::Sensitive;
 use crate::{App, Error, Result};
@@ -47,27 +48,14 @@ pub async fn start(app: &App, caller: &Caller, req: StartRequest) -> Result<Star
     }
     let provider = app.catalog.resolve(&req.provider)?;
     provider.require_oauth2()?;
-    let org = app
-        .orgs
-        .get_org(&caller.organization_id)
-        .await?
-        .ok_or_else(|| Error::field("redirect_url", "is not registered for this organization"))?;
-    let redirect = RedirectUrl::registered(&req.redirect_url, &org, &app.config)?;
     let endpoints = provider.resolve_endpoints(&req.inputs, &app.config)?;
     let scopes = provider.select_scopes(&req.requested_scopes, &req.requested_optional_scopes)?;
-    // Fail now, not in the user's browser, when the provider app is not configured.
-    app.apps
-        .credentials(&provider.slug, &org.id, req.workspace_id.as_deref())
-        .await?;
-
-    let state = random_token()?;
     let now = app.clock.now();
-    let expires_at = now + app.config.flow_ttl_secs;
     let connection = Connection {
         scopes: scopes.clone(),
         requested_scopes: scopes.clone(),
         ..Connection::new(
-            &org.id,
+            &caller.organization_id,
             req.workspace_id.clone(),
             caller.user_id,
             &provider.slug,
@@ -75,27 +63,124 @@ pub async fn start(app: &App, caller: &Caller, req: StartRequest) -> Result<Star
             now,
         )
     };
-    let pkce_verifier = provider
+    begin(
+        app,
+        Plan {
+            kind: req.kind,
+            provider,
+            definition_id: req.definition_id,
+            redirect_url: &req.redirect_url,
+            endpoints,
+            scopes,
+            inputs: req.inputs,
+            connection: &connection,
+            new_connection: true,
+        },
+    )
+    .await
+}
+
+/// DESIGN §4.5 `reconnect`: a new flow that re-authorizes the caller's connection `id` in place
+/// (same provider, endpoints, scopes and workspace); its callback writes a new version of the
+/// same secret and makes the connection `active` again. A revoked connection cannot come back.
+pub async fn reconnect(
+    app: &App,
+    caller: &Caller,
+    id: &str,
+    redirect_url: &str,
+) -> Result<Started> {
+    let connection = crate::connection::get(app, caller, id).await?;
+    if !ConnectionStatus::RECONNECTABLE.contains(&connection.status) {
+        return Err(Error::field(
+            "connection_id",
+            format!(
+                "is {}: only an authorized, active, failed or reauthorization_required connection can be reconnected",
+                connection.status.as_str()
+            ),
+        ));
+    }
+    let provider = app.catalog.resolve(&connection.provider)?;
+    provider.require_oauth2()?;
+    // The endpoints the connection was authorized at (templated hosts already filled in).
+    let endpoints = match &connection.endpoints {
+        Some(endpoints) => endpoints.clone(),
+        None => provider.resolve_endpoints(&BTreeMap::new(), &app.config)?,
+    };
+    begin(
+        app,
+        Plan {
+            kind: FlowKind::Reconnect,
+            provider,
+            definition_id: None,
+            redirect_url,
+            endpoints,
+            scopes: connection.requested_scopes.clone(),
+            inputs: BTreeMap::new(),
+            connection: &connection,
+            new_connection: false,
+        },
+    )
+    .await
+}
+
+/// A flow about to be recorded, for a new connection or an existing one.
+struct Plan<'a> {
+    kind: FlowKind,
+    provider: &'a Provider,
+    definition_id: Option<String>,
+    redirect_url: &'a str,
+    endpoints: Endpoints,
+    scopes: Vec<String>,
+    inputs: BTreeMap<String, String>,
+    connection: &'a Connection,
+    /// Recorded with the flow (a start), or already there (a reconnect).
+    new_connection: bool,
+}
+
+/// The checks every flow passes (the redirect URL registered for the organization, the provider
+/// app configured), then the flow recorded and the URL the browser opens.
+async fn begin(app: &App, plan: Plan<'_>) -> Result<Started> {
+    let connection = plan.connection;
+    let org = app
+        .orgs
+        .get_org(&connection.organization_id)
+        .await?
+        .ok_or_else(|| Error::field("redirect_url", "is not registered for this organization"))?;
+    let redirect = RedirectUrl::registered(plan.redirect_url, &org, &app.config)?;
+    // Fail now, not in the user's browser, when the provider app is not configured.
+    app.apps
+        .credentials(
+            &plan.provider.slug,
+            &org.id,
+            connection.workspace_id.as_deref(),
+        )
+        .await?;
+
+    let state = random_token()?;
+    let now = app.clock.now();
+    let expires_at = now + app.config.flow_ttl_secs;
+    let pkce_verifier = plan
+        .provider
         .uses_pkce()
         .then(|| Sensitive::new(PkceCodeChallenge::new_random_sha256().1.secret().clone()));
     let flow = Flow {
         key: sha256_hex(&state),
-        kind: req.kind,
+        kind: plan.kind,
         organization_id: org.id.clone(),
-        workspace_id: req.workspace_id,
-        user_id: caller.user_id,
-        provider: provider.slug.clone(),
-        definition_id: req.definition_id,
+        workspace_id: connection.workspace_id.clone(),
+        user_id: connection.user_id,
+        provider: plan.provider.slug.clone(),
+        definition_id: plan.definition_id,
         redirect_url: redirect.as_str().to_string(),
         // Client-callback flows send the provider back to the caller, who redeems the code itself.
-        provider_redirect_uri: if req.kind.hosted() {
+        provider_redirect_uri: if plan.kind.hosted() {
             app.config.callback_url().to_string()
         } else {
             redirect.as_str().to_string()
         },
-        endpoints,
-        scopes,
-        inputs: req.inputs,
+        endpoints: plan.endpoints,
+        scopes: plan.scopes,
+        inputs: plan.inputs,
         pkce_verifier,
         binding_hash: None,
         status: FlowStatus::Pending,
@@ -105,7 +190,9 @@ pub async fn start(app: &App, caller: &Caller, req: StartRequest) -> Result<Star
         created_at: now,
         expires_at,
     };
-    app.flows.create_flow(&flow, &connection).await?;
+    app.flows
+        .create_flow(&flow, plan.new_connection.then_some(connection))
+        .await?;
     tracing::info!(provider = %flow.provider, kind = ?flow.kind, connection_id = %connection.id, "flow started");
 
     let consent_url = if flow.kind.hosted() {
@@ -117,7 +204,7 @@ pub async fn start(app: &App, caller: &Caller, req: StartRequest) -> Result<Star
     };
     Ok(Started {
         consent_url: Sensitive::new(consent_url),
-        connection_id: connection.id,
+        connection_id: connection.id.clone(),
         expires_at,
     })
 }

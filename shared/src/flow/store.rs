@@ -8,8 +8,8 @@ use crate::connection::{Connection, Transition};
 pub trait FlowStore: Send + Sync {
     /// Writes a new flow and the pending connection it will fill, together: one transaction on
     /// either backend (on DynamoDB also one round trip, and never a flow without its connection).
-    /// Fails if the flow's key exists.
-    async fn create_flow(&self, flow: &Flow, connection: &Connection) -> Result<()>;
+    /// Without a connection (a reconnect), the flow alone. Fails if the flow's key exists.
+    async fn create_flow(&self, flow: &Flow, connection: Option<&Connection>) -> Result<()>;
 
     /// Binds a pending, unexpired, hosted flow to a browser: the first browser wins, the same
     /// browser may come back. Anything else is [`crate::Error::FlowRejected`].

@@ -477,7 +477,7 @@ impl DynamoStore {
 
 #[async_trait]
 impl FlowStore for DynamoStore {
-    async fn create_flow(&self, flow: &Flow, connection: &Connection) -> Result<()> {
+    async fn create_flow(&self, flow: &Flow, connection: Option<&Connection>) -> Result<()> {
         let put = |item: Item, condition: Option<&str>| {
             Put::builder()
                 .table_name(&self.table)
@@ -488,11 +488,14 @@ impl FlowStore for DynamoStore {
                 .map_err(|e| Error::internal(format!("TransactWriteItems: {e}")))
         };
         let flow_item = to_item(keys::flow(&flow.key), flow)?;
-        let sent = self
+        let mut transaction = self
             .client
             .transact_write_items()
-            .transact_items(put(flow_item, Some("attribute_not_exists(pk)"))?)
-            .transact_items(put(connection_item(connection)?, None)?)
+            .transact_items(put(flow_item, Some("attribute_not_exists(pk)"))?);
+        if let Some(connection) = connection {
+            transaction = transaction.transact_items(put(connection_item(connection)?, None)?);
+        }
+        let sent = transaction
             // DynamoDB applies a retried transaction with the same token once (for 10 minutes).
             .client_request_token(&flow.key[..36])
             .send()

@@ -294,15 +294,19 @@ impl EmbeddedStore {
 
 #[async_trait]
 impl FlowStore for EmbeddedStore {
-    async fn create_flow(&self, flow: &Flow, connection: &Connection) -> Result<()> {
+    async fn create_flow(&self, flow: &Flow, connection: Option<&Connection>) -> Result<()> {
         let flow_key = keys::flow(&flow.key);
-        let connection_key = keys::connection(&connection.organization_id, &connection.id);
-        let (flow, connection) = (to_json(flow)?, to_json(connection)?);
+        let flow = to_json(flow)?;
+        let connection = connection
+            .map(|c| Ok((keys::connection(&c.organization_id, &c.id), to_json(c)?)))
+            .transpose()?;
         let created = self.db.with(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let created = insert_item(&tx, &flow_key, &flow, true)?;
             if created {
-                insert_item(&tx, &connection_key, &connection, false)?;
+                if let Some((key, connection)) = &connection {
+                    insert_item(&tx, key, connection, false)?;
+                }
                 tx.commit()?;
             }
             Ok(created)

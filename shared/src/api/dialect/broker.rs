@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::rfc3339;
 use crate::connection::{AccessToken, Connection, ConnectionStatus, ListFilters, Page, Revocation};
+use crate::flow::Started;
 use crate::{Error, Result, api};
 
 /// A connection as the platform sees it: never a token.
@@ -132,4 +133,28 @@ pub fn revoked_body(r: &Revocation) -> Value {
 
 pub fn revoked(r: &Revocation) -> Result<Response<Body>> {
     api::json(StatusCode::OK, &revoked_body(r))
+}
+
+/// `POST /v1/connections/{id}/reconnect {"redirect_url"}`
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReconnectBody {
+    redirect_url: String,
+}
+
+pub fn reconnect_redirect_url(req: &Request) -> Result<String> {
+    let body: ReconnectBody = api::json_body(req)?;
+    Ok(body.redirect_url)
+}
+
+/// The reconnect's answer: where the user's browser goes to re-authorize.
+pub fn reconnect_started(started: &Started) -> Result<Response<Body>> {
+    api::json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "authorization_url": started.consent_url.expose().as_str(),
+            "connection_id": started.connection_id,
+            "expires_at": rfc3339(started.expires_at),
+        }),
+    )
 }
