@@ -18,6 +18,7 @@ on_both_backends!(
     a_provider_refusing_revocation_answers_failed_and_the_tokens_go_anyway,
     a_delete_racing_twenty_refreshing_token_reads_leaves_no_refresh_after_it,
     another_organizations_connection_cannot_be_deleted,
+    a_bearer_style_provider_is_asked_with_the_access_token_alone,
 );
 
 async fn a_delete_revokes_at_the_provider_deletes_the_tokens_and_keeps_a_tombstone(
@@ -231,4 +232,28 @@ async fn another_organizations_connection_cannot_be_deleted(backend: Backend) {
     // and nothing was revoked
     assert!(broker.provider.ledger().revocations.is_empty());
     assert!(broker.token_document_exists(&id).await);
+}
+
+async fn a_bearer_style_provider_is_asked_with_the_access_token_alone(backend: Backend) {
+    // Given a provider whose entry revokes the Bearer way (Dropbox's, Slack's)
+    let entry = FakeEntry {
+        keys: &[("revocation_style", "\"bearer\"")],
+        ..FakeEntry::default()
+    };
+    let broker = Broker::start_custom(backend, &[], &entry).await;
+    let (id, _) = broker.authorized_personal_connection().await;
+    let access = broker.provider.ledger().issued_tokens()[0].clone();
+
+    // When the connection is deleted
+    let (status, body) = broker.delete_connection(&id).await;
+
+    // Then one request carried the access token as its credential, with no client secret, and
+    // the provider ended the grant
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["provider_revocation"], "revoked");
+    let revocations = broker.provider.ledger().revocations;
+    assert_eq!(revocations.len(), 1);
+    assert_eq!(revocations[0].token, access);
+    assert_eq!(revocations[0].basic_auth, None);
+    assert!(!broker.provider.accepts(&access));
 }

@@ -492,8 +492,17 @@ async fn revoke(State(inner): Shared, headers: HeaderMap, body: axum::body::Byte
     inner.ledger.order.push("revoke");
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     let basic_auth = basic(&headers);
-    let authenticated = basic_auth == Some((CLIENT_ID.to_string(), CLIENT_SECRET.to_string()));
-    let token = form.get("token").cloned().unwrap_or_default();
+    // The Bearer style (Dropbox, Slack): the access token revokes itself, no body.
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let authenticated =
+        bearer.is_some() || basic_auth == Some((CLIENT_ID.to_string(), CLIENT_SECRET.to_string()));
+    let token = bearer
+        .or_else(|| form.get("token").cloned())
+        .unwrap_or_default();
     let status = match inner.knobs.revocation_status {
         Some(status) => status,
         None if !authenticated => 401,

@@ -282,6 +282,8 @@ pub fn providers_list(catalog: &Catalog) -> String {
             (Some(_), RevocationStyle::Rfc7009) => "rfc7009",
             (Some(_), RevocationStyle::Bearer) => "bearer",
             (Some(_), RevocationStyle::GithubGrant) => "github_grant",
+            (Some(_), RevocationStyle::JsonBasic) => "json_basic",
+            (Some(_), RevocationStyle::StripeDeauthorize) => "stripe",
         };
         out.push_str(&format!(
             "{:<24} {:<34} {:<14} {}\n",

@@ -22,6 +22,12 @@ pub enum RevocationStyle {
     /// `POST` with the access token as the Bearer credential and no body (Dropbox's
     /// `token/revoke`, Slack's `auth.revoke`).
     Bearer,
+    /// `POST` JSON `{"token"}` with HTTP Basic, the refresh token first, then the access token
+    /// (Notion's `oauth/revoke`, Intuit's `tokens/revoke`).
+    JsonBasic,
+    /// Stripe Connect's deauthorization: `POST client_id=…&stripe_user_id=…` with the platform's
+    /// secret key as the Bearer credential; `stripe_user_id` is kept from the token response.
+    StripeDeauthorize,
     /// GitHub's grant deletion: `DELETE <revocation_url>/<client_id>/grant` (the entry's URL is
     /// `https://api.github.com/applications`), HTTP Basic with the app's credentials, JSON
     /// `{"access_token"}`: every token of the grant goes.
@@ -91,6 +97,42 @@ pub fn revocation_requests(
                 out.push(built(req.body(form.finish().into_bytes()))?);
             }
             Ok(out)
+        }
+        RevocationStyle::JsonBasic => {
+            let refresh = tokens.refresh_token.as_ref().map(|t| t.expose().as_str());
+            refresh
+                .into_iter()
+                .chain([access])
+                .map(|token| {
+                    let body = serde_json::json!({ "token": token }).to_string();
+                    built(
+                        request(Method::POST, url)
+                            .header(header::AUTHORIZATION, basic(credentials))
+                            .header(header::CONTENT_TYPE, "application/json")
+                            .header(header::ACCEPT, "application/json")
+                            .body(body.into_bytes()),
+                    )
+                })
+                .collect()
+        }
+        RevocationStyle::StripeDeauthorize => {
+            let account = tokens
+                .metadata
+                .get("stripe_user_id")
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| Error::internal("no stripe_user_id kept to deauthorize"))?;
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.append_pair("client_id", &credentials.client_id)
+                .append_pair("stripe_user_id", account);
+            Ok(vec![built(
+                request(Method::POST, url)
+                    .header(
+                        header::AUTHORIZATION,
+                        format!("Bearer {}", credentials.client_secret.expose()),
+                    )
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(form.finish().into_bytes()),
+            )?])
         }
         RevocationStyle::Bearer => Ok(vec![built(
             request(Method::POST, url)
@@ -171,7 +213,11 @@ mod tests {
             expires_at: None,
             scope: None,
             provider: p.slug.clone(),
-            metadata: Default::default(),
+            // What an entry keeps from its token response, when it keeps it.
+            metadata: [("stripe_user_id".to_string(), "acct_SAMPLE".into())]
+                .into_iter()
+                .filter(|(k, _)| p.keep_token_fields.contains(k))
+                .collect(),
         }
     }
 
