@@ -283,6 +283,8 @@ pub fn providers_list(catalog: &Catalog) -> String {
             (Some(_), RevocationStyle::Bearer) => "bearer",
             (Some(_), RevocationStyle::GithubGrant) => "github_grant",
             (Some(_), RevocationStyle::JsonBasic) => "json_basic",
+            (Some(_), RevocationStyle::BearerDelete) => "bearer_delete",
+            (Some(_), RevocationStyle::RefreshTokenPath) => "token_path",
             (Some(_), RevocationStyle::StripeDeauthorize) => "stripe",
         };
         out.push_str(&format!(

@@ -22,6 +22,12 @@ pub enum RevocationStyle {
     /// `POST` with the access token as the Bearer credential and no body (Dropbox's
     /// `token/revoke`, Slack's `auth.revoke`).
     Bearer,
+    /// `DELETE` with the access token as the Bearer credential (Facebook's `me/permissions`,
+    /// Zendesk's `oauth/tokens/current.json`, Smartsheet's `token`).
+    BearerDelete,
+    /// `DELETE <revocation_url>/<refresh token>`, no credentials (HubSpot's
+    /// `oauth/v1/refresh-tokens`): the refresh token is the resource.
+    RefreshTokenPath,
     /// `POST` JSON `{"token"}` with HTTP Basic, the refresh token first, then the access token
     /// (Notion's `oauth/revoke`, Intuit's `tokens/revoke`).
     JsonBasic,
@@ -132,6 +138,26 @@ pub fn revocation_requests(
                     )
                     .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
                     .body(form.finish().into_bytes()),
+            )?])
+        }
+        RevocationStyle::BearerDelete => Ok(vec![built(
+            request(Method::DELETE, url)
+                .header(header::AUTHORIZATION, format!("Bearer {access}"))
+                .body(Vec::new()),
+        )?]),
+        RevocationStyle::RefreshTokenPath => {
+            let Some(refresh) = &tokens.refresh_token else {
+                // Nothing to delete: the access token lapses on its own.
+                return Ok(vec![]);
+            };
+            let token: String =
+                form_urlencoded::byte_serialize(refresh.expose().as_bytes()).collect();
+            Ok(vec![built(
+                request(
+                    Method::DELETE,
+                    &format!("{}/{token}", url.trim_end_matches('/')),
+                )
+                .body(Vec::new()),
             )?])
         }
         RevocationStyle::Bearer => Ok(vec![built(
