@@ -107,7 +107,11 @@ impl App {
     ) -> Result<Self> {
         let catalog = Catalog::load(&config, extra_providers)?;
         Ok(App {
-            apps: AppRegistry::new(vault.clone(), config.secret_prefix.clone()),
+            apps: AppRegistry::new(
+                vault.clone(),
+                config.secret_prefix.clone(),
+                std::time::Duration::from_secs(config.app_cache_secs.unsigned_abs()),
+            ),
             tokens: TokenClient::new()?,
             documents: DocumentCache::default(),
             known_keys: KnownKeys::new(std::time::Duration::from_secs(

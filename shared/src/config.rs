@@ -49,6 +49,8 @@ pub struct Config {
     /// How long a process trusts an API key it read (`BROKER_KEY_CACHE_SECS`, default 10): the
     /// bound on how long a revoked key still works.
     pub key_cache_secs: i64,
+    /// How long a process trusts app credentials it read (`BROKER_APP_CACHE_SECS`, default 60).
+    pub app_cache_secs: i64,
     pub kms_key_id: Option<String>,
     pub providers_file: Option<PathBuf>,
     pub allow_loopback_http: bool,
@@ -89,6 +91,11 @@ impl Config {
             };
         let flow_ttl_secs = seconds("BROKER_FLOW_TTL_SECS", 600, 30..=86_400)?;
         let refresh_margin_secs = seconds("BROKER_REFRESH_MARGIN_SECS", 300, 0..=3_600)?;
+        let app_cache_secs = seconds(
+            "BROKER_APP_CACHE_SECS",
+            crate::vault::APP_CACHE_SECS as i64,
+            0..=3_600,
+        )?;
         let key_cache_secs = seconds(
             "BROKER_KEY_CACHE_SECS",
             crate::auth::KEY_CACHE_SECS as i64,
@@ -114,6 +121,7 @@ impl Config {
             flow_ttl_secs,
             refresh_margin_secs,
             key_cache_secs,
+            app_cache_secs,
             kms_key_id: var("BROKER_KMS_KEY_ID"),
             providers_file: var("BROKER_PROVIDERS_FILE").map(PathBuf::from),
             allow_loopback_http,

@@ -108,7 +108,18 @@ impl Broker {
     /// An AWS-backend broker whose DynamoDB and Secrets Manager clients go through `endpoint`
     /// (an [`crate::outage::Outage`] relay); the test's own setup goes to the emulator directly.
     pub async fn start_through(endpoint: &str) -> Broker {
-        Self::start_inner(Backend::Aws, &[], &FakeEntry::default(), Some(endpoint)).await
+        Self::start_through_with(endpoint, &[]).await
+    }
+
+    /// The same, with configuration overrides.
+    pub async fn start_through_with(endpoint: &str, overrides: &[(&str, &str)]) -> Broker {
+        Self::start_inner(
+            Backend::Aws,
+            overrides,
+            &FakeEntry::default(),
+            Some(endpoint),
+        )
+        .await
     }
 
     async fn start_inner(

@@ -27,7 +27,6 @@ pub const AWS_ACTIONS: &[&str] = &[
     "dynamodb:UpdateItem",
     "secretsmanager:GetSecretValue",
     "secretsmanager:CreateSecret",
-    "secretsmanager:PutSecretValue",
     "secretsmanager:TagResource",
     "kms:Decrypt",
     "kms:GenerateDataKey",

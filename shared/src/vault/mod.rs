@@ -78,7 +78,9 @@ pub mod names {
     }
 }
 
-const APP_CACHE_TTL: Duration = Duration::from_secs(60);
+/// How long a process trusts app credentials it read (`BROKER_APP_CACHE_SECS`): a rotated client
+/// secret reaches every warm function within this bound.
+pub const APP_CACHE_SECS: u64 = 60;
 const APP_CACHE_MAX: usize = 1024;
 
 type AppKey = (String, String, Option<String>);
@@ -92,11 +94,11 @@ pub struct AppRegistry {
 }
 
 impl AppRegistry {
-    pub fn new(vault: Arc<dyn Vault>, prefix: impl Into<String>) -> Self {
+    pub fn new(vault: Arc<dyn Vault>, prefix: impl Into<String>, ttl: Duration) -> Self {
         AppRegistry {
             vault,
             prefix: prefix.into(),
-            cache: TtlCache::new(APP_CACHE_TTL, APP_CACHE_MAX),
+            cache: TtlCache::new(ttl, APP_CACHE_MAX),
         }
     }
 
