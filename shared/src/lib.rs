@@ -13,6 +13,7 @@ pub mod config;
 pub mod connection;
 pub mod crypto;
 pub mod error;
+pub mod events;
 pub mod flow;
 pub mod org;
 pub mod provider;

@@ -53,7 +53,7 @@ pub struct Broker {
     pub violations: Violations,
     /// While set, the broker's vault refuses every write as an unavailable one would.
     pub vault_write_fails: Arc<AtomicBool>,
-    data_dir: PathBuf,
+    pub data_dir: PathBuf,
     config: broker::Config,
     providers: Vec<Provider>,
 }

@@ -7,6 +7,7 @@ use broker::api::dialect::broker as shapes;
 use broker::api::dialect::rfc3339;
 use broker::auth::{Caller, Scope, key_id, new_api_key};
 use broker::connection::{self, ListFilters};
+use broker::events::{self, EventType, WebhookSecrets};
 use broker::org::Org;
 use broker::provider::{Catalog, RevocationStyle};
 use broker::redirect::RedirectUrl;
@@ -187,6 +188,111 @@ impl Admin {
             out.push_str(&format!("{slug:<24} {level:<12} {org:<24} {workspace}\n"));
         }
         Ok(out)
+    }
+}
+
+/// How long a rotated webhook secret keeps signing beside the new one.
+pub const WEBHOOK_ROTATION_GRACE_SECS: i64 = 24 * 3600;
+
+impl Admin {
+    /// Registers a webhook endpoint; returns its id and its `whsec_` secret, shown this once.
+    pub async fn webhooks_add(
+        &self,
+        org: &str,
+        url: &str,
+        events: Vec<EventType>,
+    ) -> Result<(String, Sensitive<String>)> {
+        if self.store.get_org(org).await?.is_none() {
+            return Err(Error::validation(format!(
+                "organization `{org}` does not exist (brokerctl org create)"
+            )));
+        }
+        let now = chrono::Utc::now().timestamp();
+        let (endpoint, secrets) = events::new_endpoint(&self.config, org, url, events, now)?;
+        // The host's addresses are checked now, and again at every delivery.
+        events::resolve_checked(&self.config, &endpoint.url).await?;
+        self.put_webhook_secrets(&endpoint, &secrets).await?;
+        self.store.put_webhook(&endpoint).await?;
+        Ok((endpoint.id, secrets.current))
+    }
+
+    /// One line per endpoint: id, URL, events, state; never a secret.
+    pub async fn webhooks_list(&self, org: &str) -> Result<String> {
+        let mut out = format!(
+            "{:<36} {:<9} {:<21} {:<40} {}\n",
+            "ID", "STATE", "CREATED", "EVENTS", "URL"
+        );
+        for e in self.store.list_webhooks(org).await? {
+            let kinds: Vec<&str> = e.events.iter().map(|t| t.as_str()).collect();
+            out.push_str(&format!(
+                "{:<36} {:<9} {:<21} {:<40} {}\n",
+                e.id,
+                if e.disabled { "disabled" } else { "active" },
+                rfc3339(e.created_at),
+                if kinds.is_empty() {
+                    "*".to_string()
+                } else {
+                    kinds.join(",")
+                },
+                e.url
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Removes an endpoint and its secrets.
+    pub async fn webhooks_remove(&self, org: &str, id: &str) -> Result<String> {
+        let endpoint = self.webhook(org, id).await?;
+        self.store.delete_webhook(org, id).await?;
+        self.vault
+            .delete_secret(&endpoint.secret_name(&self.config.secret_prefix))
+            .await?;
+        Ok(format!("webhook endpoint {id} removed"))
+    }
+
+    /// A new secret for the endpoint, shown this once; the old one signs beside it for a day.
+    pub async fn webhooks_rotate(&self, org: &str, id: &str) -> Result<Sensitive<String>> {
+        let endpoint = self.webhook(org, id).await?;
+        let name = endpoint.secret_name(&self.config.secret_prefix);
+        let old: WebhookSecrets = match self.vault.get_secret(&name).await? {
+            Some(raw) => serde_json::from_str(raw.expose()).map_err(Error::internal)?,
+            None => return Err(Error::internal(format!("{name} is missing"))),
+        };
+        let now = chrono::Utc::now().timestamp();
+        let rotated = events::rotate(old, now, WEBHOOK_ROTATION_GRACE_SECS)?;
+        self.put_webhook_secrets(&endpoint, &rotated).await?;
+        Ok(rotated.current)
+    }
+
+    async fn webhook(&self, org: &str, id: &str) -> Result<events::Endpoint> {
+        self.store
+            .list_webhooks(org)
+            .await?
+            .into_iter()
+            .find(|e| e.id == id)
+            .ok_or_else(|| {
+                Error::validation(format!(
+                    "organization `{org}` has no webhook endpoint `{id}`"
+                ))
+            })
+    }
+
+    async fn put_webhook_secrets(
+        &self,
+        endpoint: &events::Endpoint,
+        secrets: &WebhookSecrets,
+    ) -> Result<()> {
+        let doc = Sensitive::new(serde_json::to_string(secrets).map_err(Error::internal)?);
+        let token = broker::crypto::random_token()?;
+        self.vault
+            .put_secret(
+                &endpoint.secret_name(&self.config.secret_prefix),
+                &doc,
+                &[("organization", endpoint.organization_id.as_str())],
+                &token,
+            )
+            .await?;
+        Ok(())
     }
 }
 

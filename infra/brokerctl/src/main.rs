@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use broker::Catalog;
 use broker::auth::Scope;
 use broker::connection::{ConnectionStatus, ListFilters};
+use broker::events::EventType;
 use brokerctl::admin::{self, Admin};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -69,6 +70,50 @@ enum Command {
         #[command(subcommand)]
         command: ConnectionsCommand,
     },
+    /// Webhook endpoints: where an organization's connection events are delivered, signed.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhooksCommand {
+    /// Register an endpoint; prints its `whsec_` secret once, alone on the last line.
+    Add {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        url: String,
+        /// Event types (comma-separated, e.g. connection.revoked,connection.reauthorization_required);
+        /// none means every type.
+        #[arg(long, value_delimiter = ',', value_parser = parse_event_type)]
+        events: Vec<EventType>,
+    },
+    /// The organization's endpoints (never a secret).
+    List {
+        #[arg(long)]
+        org: String,
+    },
+    /// Remove an endpoint and its secret.
+    Remove {
+        id: String,
+        #[arg(long)]
+        org: String,
+    },
+    /// A new secret, printed once; the old one keeps signing for a day.
+    Rotate {
+        id: String,
+        #[arg(long)]
+        org: String,
+    },
+}
+
+fn parse_event_type(s: &str) -> Result<EventType, String> {
+    EventType::parse(s).ok_or_else(|| {
+        let all: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+        format!("not an event type (one of: {})", all.join(", "))
+    })
 }
 
 #[derive(Subcommand)]
@@ -339,6 +384,30 @@ async fn run(cli: Cli) -> broker::Result<String> {
                 } => admin.connections_token(&org, &id, force_refresh).await?,
                 ConnectionsCommand::Revoke { id, org } => {
                     admin.connections_revoke(&org, &id).await?
+                }
+            }
+        }
+        Command::Webhooks { command } => {
+            let admin = Admin::connect(config).await?;
+            match command {
+                WebhooksCommand::Add { org, url, events } => {
+                    let (id, secret) = admin.webhooks_add(&org, &url, events).await?;
+                    // The secret alone on the last line, so scripts can capture it with `tail -1`.
+                    format!(
+                        "webhook endpoint {id} for organization {org}; its signing secret (shown once):\n{}",
+                        secret.expose()
+                    )
+                }
+                WebhooksCommand::List { org } => {
+                    admin.webhooks_list(&org).await?.trim_end().to_string()
+                }
+                WebhooksCommand::Remove { id, org } => admin.webhooks_remove(&org, &id).await?,
+                WebhooksCommand::Rotate { id, org } => {
+                    let secret = admin.webhooks_rotate(&org, &id).await?;
+                    format!(
+                        "new signing secret for {id} (shown once; the old one signs for 24 h more):\n{}",
+                        secret.expose()
+                    )
                 }
             }
         }

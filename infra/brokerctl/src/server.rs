@@ -16,6 +16,9 @@ use lambda_http::request::RequestContext;
 use tokio::net::TcpListener;
 
 use crate::local::{Local, to_axum};
+use broker::events::{Pump, pump_once};
+use broker::store::embedded::{Db, EmbeddedStore};
+
 use crate::{pages, sandbox};
 
 /// Every function's routes, plus (when `with_pages`) the start page and the sandbox provider.
@@ -98,6 +101,29 @@ async fn dispatch(
     to_axum(response)
 }
 
+/// The embedded backend's webhook deliveries: the outbox's due events, about once a second, off the
+/// request path (on AWS the table's stream feeds the `events` function instead).
+pub fn spawn_event_pump(app: Arc<App>) -> broker::Result<()> {
+    let store = EmbeddedStore::new(Db::open(&app.config.data_dir)?);
+    tokio::spawn(async move {
+        loop {
+            let pump = Pump {
+                config: &app.config,
+                outbox: &store,
+                webhooks: &store,
+                vault: app.vault.as_ref(),
+            };
+            match pump_once(&pump, app.clock.now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(delivered = n, "webhooks delivered"),
+                Err(e) => tracing::warn!(error = %e, "webhook delivery round failed"),
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    });
+    Ok(())
+}
+
 /// `brokerctl serve`: the embedded (or AWS) backend, the sandbox provider, the development
 /// organization, then every route on `addr` until interrupted.
 pub async fn run(config: broker::Config, addr: SocketAddr) -> broker::Result<()> {
@@ -107,6 +133,9 @@ pub async fn run(config: broker::Config, addr: SocketAddr) -> broker::Result<()>
     let app = Arc::new(App::build(config, vec![sandbox]).await?);
     sandbox::ensure_app(&app).await?;
     let first_key = pages::ensure_dev_org(&app).await?;
+    if app.config.backend == broker::config::Backend::Embedded {
+        spawn_event_pump(app.clone())?;
+    }
     let base = app
         .config
         .public_url

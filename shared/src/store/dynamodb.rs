@@ -17,10 +17,14 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{ConnectionStore, FlowStore, KeyStore, OrgStore, SourceStore, StateTokenStore, keys};
+use super::{
+    ConnectionStore, FlowStore, KeyStore, OrgStore, SourceStore, StateTokenStore, WebhookStore,
+    keys,
+};
 use crate::auth::ApiKeyRecord;
 use crate::connection::{Connection, ListQuery, Transition, list_key};
 use crate::crypto::sha256_hex;
+use crate::events::Endpoint;
 use crate::flow::{Claim, Flow, FlowStatus, StateToken};
 use crate::org::Org;
 use crate::source::Source;
@@ -61,6 +65,11 @@ fn by_workspace(org: &str, workspace: &str, shard: u32) -> String {
 
 fn by_org(org: &str, shard: u32) -> String {
     format!("ORG#{org}#{shard}")
+}
+
+/// The organization's webhook endpoints in the second index, like its keys.
+fn webhooks_of(org: &str) -> String {
+    format!("HOOKS#{org}")
 }
 
 /// The organization's API keys in the second index (few, listed by an operator: one partition).
@@ -886,5 +895,56 @@ impl OrgStore for DynamoStore {
 
     async fn get_org(&self, id: &str) -> Result<Option<Org>> {
         self.get(keys::org(id)).await
+    }
+}
+
+#[async_trait]
+impl WebhookStore for DynamoStore {
+    async fn put_webhook(&self, e: &Endpoint) -> Result<()> {
+        let mut item = to_item(keys::webhook(&e.organization_id, &e.id), e)?;
+        item.insert("gsi2pk".into(), s(webhooks_of(&e.organization_id)));
+        item.insert("gsi2sk".into(), s(format!("{:012}#{}", e.created_at, e.id)));
+        self.put(item, false).await?;
+        Ok(())
+    }
+
+    async fn list_webhooks(&self, organization_id: &str) -> Result<Vec<Endpoint>> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("gsi2")
+            .key_condition_expression("gsi2pk = :p")
+            .expression_attribute_values(":p", s(webhooks_of(organization_id)))
+            .into_paginator()
+            .items()
+            .send();
+        let mut found = Vec::new();
+        while let Some(entry) = pages.next().await {
+            let entry = entry.map_err(|e| sdk_error("Query", e))?;
+            if let Some(pk) = entry.get("pk") {
+                found.push(key(pk.as_s().map_err(|_| Error::internal("pk"))?.clone()));
+            }
+        }
+        let mut endpoints: Vec<Endpoint> = self.batch_get(found).await?;
+        endpoints.retain(|e| e.organization_id == organization_id);
+        endpoints.sort_by_key(|e| e.created_at);
+        Ok(endpoints)
+    }
+
+    async fn delete_webhook(&self, organization_id: &str, id: &str) -> Result<bool> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::webhook(organization_id, id))))
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(sdk_error("DeleteItem", e)),
+        }
     }
 }

@@ -11,9 +11,13 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{ConnectionStore, FlowStore, KeyStore, OrgStore, SourceStore, StateTokenStore, keys};
+use super::{
+    ConnectionStore, FlowStore, KeyStore, OrgStore, SourceStore, StateTokenStore, WebhookStore,
+    keys,
+};
 use crate::auth::ApiKeyRecord;
 use crate::connection::{Connection, ListQuery, Transition};
+use crate::events::{self, Delivery, Endpoint, EventOutbox, EventType};
 use crate::flow::{Claim, Flow, FlowStatus, StateToken};
 use crate::org::Org;
 use crate::source::Source;
@@ -84,7 +88,22 @@ impl Db {
              CREATE TABLE IF NOT EXISTS items (pk TEXT PRIMARY KEY, data TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS secrets (
                  name TEXT PRIMARY KEY, nonce BLOB NOT NULL, ciphertext BLOB NOT NULL,
-                 tags TEXT NOT NULL, request_token TEXT NOT NULL) WITHOUT ROWID;",
+                 tags TEXT NOT NULL, request_token TEXT NOT NULL) WITHOUT ROWID;
+             -- Events, written in the transaction of the change that made them (DESIGN §4.7),
+             -- then fanned out to one delivery per interested endpoint.
+             CREATE TABLE IF NOT EXISTS outbox (
+                 seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+                 type TEXT NOT NULL, organization_id TEXT NOT NULL, connection_id TEXT NOT NULL,
+                 body TEXT NOT NULL, created_at INTEGER NOT NULL,
+                 fanned INTEGER NOT NULL DEFAULT 0);
+             CREATE INDEX IF NOT EXISTS outbox_unfanned ON outbox (seq) WHERE fanned = 0;
+             CREATE TABLE IF NOT EXISTS deliveries (
+                 seq INTEGER NOT NULL, endpoint_id TEXT NOT NULL, connection_id TEXT NOT NULL,
+                 attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL,
+                 state TEXT NOT NULL DEFAULT 'pending',
+                 PRIMARY KEY (seq, endpoint_id)) WITHOUT ROWID;
+             CREATE INDEX IF NOT EXISTS deliveries_pending
+                 ON deliveries (endpoint_id, connection_id, seq) WHERE state = 'pending';",
         )
         .map_err(db_err)?;
         add_expiry_index(&conn).map_err(db_err)?;
@@ -190,6 +209,37 @@ fn modify_in<T: Serialize + DeserializeOwned>(
             .map_err(db_err)?;
     }
     Ok(Outcome::Applied(value))
+}
+
+/// A connection's transition inside a transaction, with the event it makes written to the
+/// outbox in the same transaction: a change and its event happen together or not at all.
+fn apply_transition(tx: &rusqlite::Connection, t: &Transition) -> Result<Outcome<Connection>> {
+    let key = keys::connection(&t.organization_id, &t.connection_id);
+    let mut before = None;
+    let outcome = modify_in(tx, &key, false, |c: &mut Connection| {
+        before = Some(c.status);
+        t.apply(c)
+    })?;
+    if let (Outcome::Applied(after), Some(before)) = (&outcome, before)
+        && let Some(event) = events::of_transition(before, after, t)
+    {
+        tx.prepare_cached(
+            "INSERT INTO outbox (id, type, organization_id, connection_id, body, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                event.id,
+                event.event_type.as_str(),
+                event.organization_id,
+                event.connection_id,
+                event.body,
+                event.created_at
+            ])
+        })
+        .map_err(db_err)?;
+    }
+    Ok(outcome)
 }
 
 fn lost_race<T>(outcome: Outcome<T>) -> Result<T> {
@@ -396,15 +446,13 @@ impl FlowStore for EmbeddedStore {
         status: FlowStatus,
         connection: &Transition,
     ) -> Result<()> {
-        let connection_key =
-            keys::connection(&connection.organization_id, &connection.connection_id);
         self.db.transaction(|tx| {
             let flow = modify_in(tx, &keys::flow(key), false, |f: &mut Flow| {
                 f.status = status;
                 f.sealed_tokens = None;
                 true
             })?;
-            let changed = modify_in(tx, &connection_key, false, |c| connection.apply(c))?;
+            let changed = apply_transition(tx, connection)?;
             let done = matches!(flow, Outcome::Applied(_)) && lost_race(changed).is_ok();
             if done {
                 Ok((Ok(()), true))
@@ -432,8 +480,11 @@ impl ConnectionStore for EmbeddedStore {
     }
 
     async fn transition(&self, t: &Transition) -> Result<Connection> {
-        let key = keys::connection(&t.organization_id, &t.connection_id);
-        lost_race(self.db.modify(&key, false, |c| t.apply(c))?)
+        lost_race(self.db.transaction(|tx| {
+            let outcome = apply_transition(tx, t)?;
+            let applied = matches!(outcome, Outcome::Applied(_));
+            Ok((outcome, applied))
+        })?)
     }
 
     async fn get_connection(&self, organization_id: &str, id: &str) -> Result<Option<Connection>> {
@@ -579,6 +630,162 @@ impl OrgStore for EmbeddedStore {
 
     async fn get_org(&self, id: &str) -> Result<Option<Org>> {
         self.db.get(&keys::org(id))
+    }
+}
+
+#[async_trait]
+impl WebhookStore for EmbeddedStore {
+    async fn put_webhook(&self, endpoint: &Endpoint) -> Result<()> {
+        let key = keys::webhook(&endpoint.organization_id, &endpoint.id);
+        self.db.put(&key, endpoint, false)?;
+        Ok(())
+    }
+
+    async fn list_webhooks(&self, organization_id: &str) -> Result<Vec<Endpoint>> {
+        let prefix = keys::webhook(organization_id, "");
+        let rows: Vec<String> = self.db.with(|c| {
+            c.prepare_cached("SELECT data FROM items WHERE pk >= ?1 AND pk < ?2")?
+                .query_map(params![prefix, format!("{prefix}\u{10FFFF}")], |r| r.get(0))?
+                .collect()
+        })?;
+        let mut endpoints = rows
+            .iter()
+            .map(|d| serde_json::from_str(d).map_err(db_err))
+            .collect::<Result<Vec<Endpoint>>>()?;
+        endpoints.sort_by_key(|e| e.created_at);
+        Ok(endpoints)
+    }
+
+    async fn delete_webhook(&self, organization_id: &str, id: &str) -> Result<bool> {
+        let key = keys::webhook(organization_id, id);
+        let deleted = self.db.with(|c| {
+            c.prepare_cached("DELETE FROM items WHERE pk = ?1")?
+                .execute([key])
+        })?;
+        Ok(deleted == 1)
+    }
+}
+
+#[async_trait]
+impl EventOutbox for EmbeddedStore {
+    async fn due(&self, now: i64, limit: usize) -> Result<Vec<Delivery>> {
+        // Fan new events out to the endpoints that want them, in one transaction.
+        self.db.transaction(|tx| {
+            let fresh: Vec<(i64, String, String, String)> = tx
+                .prepare_cached(
+                    "SELECT seq, type, organization_id, connection_id FROM outbox \
+                     WHERE fanned = 0 ORDER BY seq LIMIT 256",
+                )
+                .and_then(|mut s| {
+                    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                        .collect()
+                })
+                .map_err(db_err)?;
+            for (seq, kind, org, connection) in &fresh {
+                let prefix = keys::webhook(org, "");
+                let endpoints: Vec<String> = tx
+                    .prepare_cached("SELECT data FROM items WHERE pk >= ?1 AND pk < ?2")
+                    .and_then(|mut s| {
+                        s.query_map(params![prefix, format!("{prefix}\u{10FFFF}")], |r| {
+                            r.get(0)
+                        })?
+                        .collect()
+                    })
+                    .map_err(db_err)?;
+                let kind = EventType::parse(kind);
+                for data in endpoints {
+                    let endpoint: Endpoint = serde_json::from_str(&data).map_err(db_err)?;
+                    if kind.is_some_and(|k| endpoint.wants(k)) {
+                        tx.prepare_cached(
+                            "INSERT OR IGNORE INTO deliveries (seq, endpoint_id, connection_id, next_at) \
+                             VALUES (?1, ?2, ?3, ?4)",
+                        )
+                        .and_then(|mut s| s.execute(params![seq, endpoint.id, connection, now]))
+                        .map_err(db_err)?;
+                    }
+                }
+                tx.prepare_cached("UPDATE outbox SET fanned = 1 WHERE seq = ?1")
+                    .and_then(|mut s| s.execute([seq]))
+                    .map_err(db_err)?;
+            }
+            Ok(((), true))
+        })?;
+        // Per endpoint and connection, the oldest pending delivery only, and only when due.
+        let rows = self.db.with(|c| {
+            c.prepare_cached(
+                "SELECT d.seq, o.id, o.type, o.organization_id, o.connection_id, o.body, \
+                        d.endpoint_id, d.attempts \
+                 FROM deliveries d JOIN outbox o ON o.seq = d.seq \
+                 WHERE d.state = 'pending' AND d.next_at <= ?1 \
+                   AND NOT EXISTS (SELECT 1 FROM deliveries e \
+                       WHERE e.state = 'pending' AND e.endpoint_id = d.endpoint_id \
+                         AND e.connection_id = d.connection_id AND e.seq < d.seq) \
+                 ORDER BY d.seq LIMIT ?2",
+            )?
+            .query_map(params![now, limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, u32>(7)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        Ok(rows
+            .into_iter()
+            .filter_map(
+                |(
+                    seq,
+                    event_id,
+                    kind,
+                    organization_id,
+                    connection_id,
+                    body,
+                    endpoint_id,
+                    attempts,
+                )| {
+                    Some(Delivery {
+                        seq,
+                        event_id,
+                        event_type: EventType::parse(&kind)?,
+                        organization_id,
+                        connection_id,
+                        body,
+                        endpoint_id,
+                        attempts,
+                    })
+                },
+            )
+            .collect())
+    }
+
+    async fn settle(&self, d: &Delivery, outcome: events::Outcome, _now: i64) -> Result<()> {
+        use events::Outcome::{Dead, Delivered, Gone, Retry};
+        let (state, next_at) = match outcome {
+            Delivered => ("delivered", None),
+            Retry(at) => ("pending", Some(at)),
+            Gone | Dead => ("dead", None),
+        };
+        self.db.with(|c| {
+            c.prepare_cached(
+                "UPDATE deliveries SET state = ?3, attempts = attempts + ?4, \
+                        next_at = COALESCE(?5, next_at) \
+                 WHERE seq = ?1 AND endpoint_id = ?2",
+            )?
+            .execute(params![
+                d.seq,
+                d.endpoint_id,
+                state,
+                i64::from(outcome != Delivered),
+                next_at
+            ])
+        })?;
+        Ok(())
     }
 }
 

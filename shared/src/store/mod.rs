@@ -12,17 +12,25 @@ pub mod embedded;
 // Each port lives in the room of the concept it stores; this room implements them.
 pub use crate::auth::KeyStore;
 pub use crate::connection::ConnectionStore;
+pub use crate::events::WebhookStore;
 pub use crate::flow::{FlowStore, StateTokenStore};
 pub use crate::org::OrgStore;
 pub use crate::source::SourceStore;
 
 /// Every port at once, for wiring one backend into [`crate::App`].
 pub trait Store:
-    FlowStore + ConnectionStore + SourceStore + StateTokenStore + KeyStore + OrgStore
+    FlowStore + ConnectionStore + SourceStore + StateTokenStore + KeyStore + OrgStore + WebhookStore
 {
 }
-impl<T: FlowStore + ConnectionStore + SourceStore + StateTokenStore + KeyStore + OrgStore> Store
-    for T
+impl<
+    T: FlowStore
+        + ConnectionStore
+        + SourceStore
+        + StateTokenStore
+        + KeyStore
+        + OrgStore
+        + WebhookStore,
+> Store for T
 {
 }
 
@@ -45,5 +53,8 @@ pub(crate) mod keys {
     }
     pub fn org(id: &str) -> String {
         format!("ORG#{id}")
+    }
+    pub fn webhook(org: &str, id: &str) -> String {
+        format!("WEBHOOK#{org}#{id}")
     }
 }

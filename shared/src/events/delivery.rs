@@ -1,0 +1,275 @@
+//! Delivering events: signed per the Standard Webhooks specification (its own crate), posted to
+//! an address checked after resolution (and connected to as resolved, so a name cannot change its
+//! answer in between), no redirects, a 10 s timeout, a bounded read; retried with backoff, and
+//! an endpoint that answers 410 Gone disabled.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use oauth2::reqwest;
+
+use super::{Endpoint, EventType, WebhookSecrets, WebhookStore, check_address};
+use crate::vault::Vault;
+use crate::{Config, Error, Result};
+
+/// Retry delays after the 1st, 2nd, ... failed attempt; after the last, the delivery is dead.
+pub const BACKOFF_SECS: [i64; 8] = [5, 30, 120, 600, 1_800, 7_200, 18_000, 36_000];
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// What is read of an endpoint's answer (and then dropped).
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// One event due at one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The event's place in the outbox: deliveries to one endpoint follow it per connection.
+    pub seq: i64,
+    /// The `webhook-id`, the same on every attempt.
+    pub event_id: String,
+    pub event_type: EventType,
+    pub organization_id: String,
+    pub connection_id: String,
+    pub body: String,
+    pub endpoint_id: String,
+    /// Failed attempts so far.
+    pub attempts: u32,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// Try again at this time (epoch seconds).
+    Retry(i64),
+    /// 410 Gone: the endpoint is disabled, nothing more is sent to it.
+    Gone,
+    /// Given up: attempts exhausted, or the endpoint refused (gone, or its address not allowed).
+    Dead,
+}
+
+/// The embedded backend's outbox: events written in the same transaction as the change.
+#[async_trait]
+pub trait EventOutbox: Send + Sync {
+    /// Deliveries due at `now`: new events fanned out to the endpoints that want them first;
+    /// per endpoint and connection, only the oldest undelivered one (order is kept).
+    async fn due(&self, now: i64, limit: usize) -> Result<Vec<Delivery>>;
+    /// Records an attempt's outcome.
+    async fn settle(&self, delivery: &Delivery, outcome: Outcome, now: i64) -> Result<()>;
+}
+
+/// Everything a pump needs: the outbox, the endpoints, their secrets.
+pub struct Pump<'a> {
+    pub config: &'a Config,
+    pub outbox: &'a dyn EventOutbox,
+    pub webhooks: &'a dyn WebhookStore,
+    pub vault: &'a dyn Vault,
+}
+
+/// Delivers what is due at `now` (one attempt each); returns how many were delivered.
+pub async fn pump_once(pump: &Pump<'_>, now: i64) -> Result<usize> {
+    let mut delivered = 0;
+    for d in pump.outbox.due(now, 64).await? {
+        let endpoint = pump
+            .webhooks
+            .list_webhooks(&d.organization_id)
+            .await?
+            .into_iter()
+            .find(|e| e.id == d.endpoint_id);
+        let outcome = match endpoint {
+            Some(endpoint) if !endpoint.disabled => {
+                let name = endpoint.secret_name(&pump.config.secret_prefix);
+                let secrets: WebhookSecrets = match pump.vault.get_secret(&name).await? {
+                    Some(raw) => serde_json::from_str(raw.expose()).map_err(Error::internal)?,
+                    None => {
+                        tracing::warn!(endpoint_id = %endpoint.id, "webhook endpoint has no secret");
+                        pump.outbox.settle(&d, Outcome::Dead, now).await?;
+                        continue;
+                    }
+                };
+                let outcome = attempt(pump.config, &endpoint, &secrets, &d, now).await;
+                if outcome == Outcome::Gone {
+                    let disabled = Endpoint {
+                        disabled: true,
+                        ..endpoint
+                    };
+                    pump.webhooks.put_webhook(&disabled).await?;
+                    tracing::warn!(endpoint_id = %disabled.id, "webhook endpoint answered 410: disabled");
+                }
+                outcome
+            }
+            _ => Outcome::Dead,
+        };
+        if outcome == Outcome::Delivered {
+            delivered += 1;
+        }
+        pump.outbox.settle(&d, outcome, now).await?;
+    }
+    Ok(delivered)
+}
+
+/// One signed POST of `d` to `endpoint`.
+pub async fn attempt(
+    config: &Config,
+    endpoint: &Endpoint,
+    secrets: &WebhookSecrets,
+    d: &Delivery,
+    now: i64,
+) -> Outcome {
+    let retry = |after: Option<i64>| match BACKOFF_SECS.get(d.attempts as usize) {
+        Some(delay) => Outcome::Retry(now + after.unwrap_or(0).clamp(*delay, 86_400)),
+        None => Outcome::Dead,
+    };
+    let client = match client_for(config, &endpoint.url).await {
+        Ok(client) => client,
+        Err(Error::Validation { .. }) => {
+            tracing::warn!(endpoint_id = %endpoint.id, "webhook address refused after resolution");
+            return Outcome::Dead;
+        }
+        Err(_) => return retry(None),
+    };
+    // The specification's timestamp is the sender's clock, which receivers compare with theirs.
+    let timestamp = chrono::Utc::now().timestamp();
+    let mut signatures = Vec::new();
+    for secret in secrets.signing(now) {
+        let signed = standardwebhooks::Webhook::new(secret)
+            .and_then(|w| w.sign(&d.event_id, timestamp, d.body.as_bytes()));
+        match signed {
+            Ok(s) => signatures.push(s),
+            Err(_) => return Outcome::Dead,
+        }
+    }
+    let sent = client
+        .post(&endpoint.url)
+        .header("content-type", "application/json")
+        .header(standardwebhooks::HEADER_WEBHOOK_ID, &d.event_id)
+        .header(
+            standardwebhooks::HEADER_WEBHOOK_TIMESTAMP,
+            timestamp.to_string(),
+        )
+        .header(
+            standardwebhooks::HEADER_WEBHOOK_SIGNATURE,
+            signatures.join(" "),
+        )
+        .body(d.body.clone())
+        .send()
+        .await;
+    let mut response = match sent {
+        Ok(r) => r,
+        Err(_) => return retry(None),
+    };
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok());
+    let mut read = 0;
+    while let Ok(Some(chunk)) = response.chunk().await {
+        read += chunk.len();
+        if read > MAX_ANSWER {
+            break;
+        }
+    }
+    match status {
+        200..=299 => Outcome::Delivered,
+        410 => Outcome::Gone,
+        _ => retry(retry_after),
+    }
+}
+
+/// The endpoint's URL checked, its host resolved and every address checked (DESIGN §4.7): at
+/// registration and again at every delivery. Returns the host and its addresses.
+pub async fn resolve_checked(config: &Config, raw: &str) -> Result<(String, Vec<SocketAddr>)> {
+    let url = super::check_url(config, raw)?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| Error::field("url", "has no host"))?;
+    let port = url.port_or_known_default().unwrap_or(443);
+    let bare = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((bare.as_str(), port))
+        .await
+        .map_err(|e| Error::Unavailable(format!("resolving the webhook host: {e}")))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(Error::Unavailable("the webhook host has no address".into()));
+    }
+    for addr in &addrs {
+        check_address(config, addr.ip())?;
+    }
+    Ok((bare, addrs))
+}
+
+/// A client bound to the endpoint's checked addresses, so a name cannot answer differently
+/// between the check and the connection.
+async fn client_for(config: &Config, raw: &str) -> Result<reqwest::Client> {
+    let (bare, addrs) = resolve_checked(config, raw).await?;
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(TIMEOUT)
+        .connect_timeout(Duration::from_secs(3))
+        .resolve_to_addrs(&bare, &addrs)
+        .user_agent(concat!("oauth-broker/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| Error::internal(format!("webhook client: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(allow_loopback: bool) -> Config {
+        Config::from_lookup(|k| match k {
+            "BROKER_PUBLIC_URL" => Some("https://broker.example".into()),
+            "BROKER_ALLOW_LOOPBACK_HTTP" if allow_loopback => Some("1".into()),
+            _ => None,
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_name_resolving_to_a_refused_address_is_refused_at_add_and_at_delivery() {
+        // `localhost` resolves to loopback, refused unless BROKER_ALLOW_LOOPBACK_HTTP is set
+        let strict = config(false);
+        let refused = resolve_checked(&strict, "https://localhost:9/hook").await;
+        assert!(
+            matches!(refused, Err(Error::Validation { .. })),
+            "{refused:?}"
+        );
+        assert!(
+            resolve_checked(&config(true), "http://localhost:9/hook")
+                .await
+                .is_ok()
+        );
+
+        // and an endpoint stored with it anyway is not posted to: the delivery is dead at once
+        let endpoint = Endpoint {
+            id: "wh_1".into(),
+            organization_id: "org".into(),
+            url: "https://localhost:9/hook".into(),
+            events: vec![],
+            disabled: false,
+            created_at: 0,
+        };
+        let secrets: WebhookSecrets = serde_json::from_value(serde_json::json!({
+            "current": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+        }))
+        .unwrap();
+        let d = Delivery {
+            seq: 1,
+            event_id: "evt_1".into(),
+            event_type: EventType::Revoked,
+            organization_id: "org".into(),
+            connection_id: "conn_1".into(),
+            body: "{}".into(),
+            endpoint_id: "wh_1".into(),
+            attempts: 0,
+        };
+        assert_eq!(
+            attempt(&strict, &endpoint, &secrets, &d, 0).await,
+            Outcome::Dead
+        );
+    }
+}

@@ -1,0 +1,128 @@
+//! Events (DESIGN §4.7): every connection status change becomes one signed webhook, delivered at
+//! least once and in order per connection to the organization's endpoints.
+//!
+//! An event is made where the change is made (the one conditional [`Transition`]); on the
+//! embedded backend it is written to an outbox in the same SQLite transaction and delivered by
+//! `brokerctl serve` ([`delivery`]).
+
+pub mod delivery;
+mod endpoint;
+
+pub use delivery::{Delivery, EventOutbox, Outcome, Pump, pump_once, resolve_checked};
+pub use endpoint::{
+    Endpoint, WebhookSecrets, WebhookStore, check_address, check_url, new_endpoint, rotate,
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::connection::{Connection, ConnectionStatus, Transition};
+
+/// What happened to a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventType {
+    #[serde(rename = "connection.authorized")]
+    Authorized,
+    #[serde(rename = "connection.active")]
+    Active,
+    /// The flow ended without tokens (the user declined, the provider refused the code).
+    #[serde(rename = "connection.failed")]
+    Failed,
+    #[serde(rename = "connection.reauthorization_required")]
+    ReauthorizationRequired,
+    /// A refresh failed for another reason; the status stays (it is retried later).
+    #[serde(rename = "connection.refresh_failed")]
+    RefreshFailed,
+    #[serde(rename = "connection.revoked")]
+    Revoked,
+    #[serde(rename = "connection.expiring")]
+    Expiring,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 7] = [
+        EventType::Authorized,
+        EventType::Active,
+        EventType::Failed,
+        EventType::ReauthorizationRequired,
+        EventType::RefreshFailed,
+        EventType::Revoked,
+        EventType::Expiring,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Authorized => "connection.authorized",
+            EventType::Active => "connection.active",
+            EventType::Failed => "connection.failed",
+            EventType::ReauthorizationRequired => "connection.reauthorization_required",
+            EventType::RefreshFailed => "connection.refresh_failed",
+            EventType::Revoked => "connection.revoked",
+            EventType::Expiring => "connection.expiring",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// One event, as recorded: its id is the `webhook-id` of every delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub id: String,
+    pub event_type: EventType,
+    pub organization_id: String,
+    pub connection_id: String,
+    /// The JSON body, signed and sent as is (never a token).
+    pub body: String,
+    pub created_at: i64,
+}
+
+/// The event `t` made when it turned `before` into `after`: one per status change, and one per
+/// failed refresh (the status stays). A change that sets nothing a platform watches makes none.
+pub fn of_transition(
+    before: ConnectionStatus,
+    after: &Connection,
+    t: &Transition,
+) -> Option<Event> {
+    let event_type = if before != after.status {
+        match after.status {
+            ConnectionStatus::Authorized => EventType::Authorized,
+            ConnectionStatus::Active => EventType::Active,
+            ConnectionStatus::Failed => EventType::Failed,
+            ConnectionStatus::ReauthorizationRequired => EventType::ReauthorizationRequired,
+            ConnectionStatus::Revoked => EventType::Revoked,
+            ConnectionStatus::Pending => return None,
+        }
+    } else if t.change.refresh_failures.is_some_and(|n| n > 0) {
+        EventType::RefreshFailed
+    } else {
+        return None;
+    };
+    let reason = match event_type {
+        EventType::ReauthorizationRequired => Some("the provider refused the refresh token"),
+        EventType::RefreshFailed => Some("the refresh failed; it is retried later"),
+        _ => None,
+    };
+    let body = serde_json::json!({
+        "type": event_type.as_str(),
+        "timestamp": crate::api::dialect::rfc3339(t.at),
+        "data": {
+            "connection_id": after.id,
+            "organization_id": after.organization_id,
+            "workspace_id": after.workspace_id,
+            "provider": after.provider,
+            "status": after.status.as_str(),
+            "previous_status": before.as_str(),
+            "reason": reason,
+        }
+    });
+    Some(Event {
+        id: format!("evt_{}", uuid::Uuid::new_v4().simple()),
+        event_type,
+        organization_id: after.organization_id.clone(),
+        connection_id: after.id.clone(),
+        body: body.to_string(),
+        created_at: t.at,
+    })
+}
