@@ -118,7 +118,15 @@ pub fn of_transition(
         }
     });
     Some(Event {
-        id: format!("evt_{}", uuid::Uuid::new_v4().simple()),
+        // One event per version of a connection: any process that sees this change (the outbox
+        // writer, a stream reader retrying) names it the same.
+        id: format!(
+            "evt_{}",
+            &crate::crypto::sha256_hex(&format!(
+                "{}/{}/{}",
+                after.organization_id, after.id, after.version
+            ))[..32]
+        ),
         event_type,
         organization_id: after.organization_id.clone(),
         connection_id: after.id.clone(),
