@@ -18,9 +18,7 @@ async fn the_store_going_away_mid_flow_gives_503_and_the_same_callback_finishes_
     // Given a flow started and consented while the emulator is reachable
     let outage = Outage::in_front_of_emulator().await;
     let broker = Broker::start_through(&outage.url()).await;
-    let mut browser = Browser::default();
-    let consent = broker.initiate(&broker.initiate_body()).await;
-    let callback = broker.through_provider(&mut browser, &consent).await;
+    let (mut browser, callback) = broker.flow_at_provider().await;
 
     // When the emulator goes away (open connections cut, new ones refused)
     outage.stop();
@@ -88,9 +86,7 @@ async fn dynamodb_fault_is_503_on_every_route_and_heals(operations: &[&str], fau
     let proxy = FaultProxy::in_front_of_emulator().await;
     let broker = Broker::start_through(&proxy.url).await;
     let (connection_id, _) = broker.authorized_personal_connection().await;
-    let mut browser = Browser::default();
-    let consent = broker.initiate(&broker.initiate_body()).await;
-    let callback = broker.through_provider(&mut browser, &consent).await;
+    let (mut browser, callback) = broker.flow_at_provider().await;
     let redeemed = broker.provider.ledger().redeemed.len();
 
     // When DynamoDB answers those calls with the fault
@@ -188,9 +184,7 @@ async fn tokens_the_callback_could_not_store_wait_sealed_and_the_same_callback_f
 ) {
     // Given a flow the browser took to the provider, and a vault that refuses writes
     let broker = Broker::start(backend).await;
-    let mut browser = Browser::default();
-    let consent = broker.initiate(&broker.initiate_body()).await;
-    let callback = broker.through_provider(&mut browser, &consent).await;
+    let (mut browser, callback) = broker.flow_at_provider().await;
     broker.vault_write_fails.store(true, Ordering::SeqCst);
 
     // When the callback redeems the code but cannot store the tokens
@@ -320,9 +314,7 @@ async fn a_callback_whose_consuming_write_answer_is_lost_still_finishes_once() {
     // losing its answer
     let proxy = FaultProxy::in_front_of_emulator().await;
     let broker = Broker::start_through(&proxy.url).await;
-    let mut browser = Browser::default();
-    let consent = broker.initiate(&broker.initiate_body()).await;
-    let callback = broker.through_provider(&mut browser, &consent).await;
+    let (mut browser, callback) = broker.flow_at_provider().await;
     proxy.inject_once("DynamoDB_20120810.UpdateItem", Fault::LoseResponse);
 
     // When the callback arrives
@@ -340,9 +332,7 @@ async fn a_callback_whose_finishing_transaction_answer_is_lost_still_redirects_o
     // outcome and the connection's authorization, one transaction) but losing its answer
     let proxy = FaultProxy::in_front_of_emulator().await;
     let broker = Broker::start_through(&proxy.url).await;
-    let mut browser = Browser::default();
-    let consent = broker.initiate(&broker.initiate_body()).await;
-    let callback = broker.through_provider(&mut browser, &consent).await;
+    let (mut browser, callback) = broker.flow_at_provider().await;
     proxy.inject_once("DynamoDB_20120810.TransactWriteItems", Fault::LoseResponse);
 
     // When the callback arrives
@@ -409,9 +399,7 @@ async fn a_failure_before_the_code_is_spent_puts_the_flow_back(operation: &str, 
     // vault's first read in the process: the sealing key)
     let proxy = FaultProxy::in_front_of_emulator().await;
     let broker = Broker::start_through(&proxy.url).await;
-    let mut browser = Browser::default();
-    let consent = broker.initiate(&broker.initiate_body()).await;
-    let callback = broker.through_provider(&mut browser, &consent).await;
+    let (mut browser, callback) = broker.flow_at_provider().await;
     proxy.inject(operation, fault);
 
     // When the callback arrives, it answers the 503 page without asking the provider
@@ -457,9 +445,7 @@ async fn secrets_manager_failing_after_the_exchange_keeps_the_tokens_for_the_sam
     // SDK's retries and error mapping, not a vault double)
     let proxy = FaultProxy::in_front_of_emulator().await;
     let broker = Broker::start_through(&proxy.url).await;
-    let mut browser = Browser::default();
-    let consent = broker.initiate(&broker.initiate_body()).await;
-    let callback = broker.through_provider(&mut browser, &consent).await;
+    let (mut browser, callback) = broker.flow_at_provider().await;
     proxy.inject("secretsmanager.CreateSecret", Fault::InternalFailure);
     proxy.inject("secretsmanager.PutSecretValue", Fault::InternalFailure);
 

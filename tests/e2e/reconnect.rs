@@ -6,7 +6,7 @@
 
 use broker::connection::ConnectionStatus;
 use broker_tests::harness::location;
-use broker_tests::{Backend, Broker, Browser, Knobs, on_both_backends, query_of};
+use broker_tests::{Backend, Broker, Knobs, on_both_backends, query_of};
 use serde_json::json;
 
 on_both_backends!(
@@ -48,11 +48,9 @@ async fn a_reconnect_after_invalid_grant_repairs_the_same_connection(backend: Ba
     let (status, started) = reconnect(&broker, &id, &broker.redirect_url).await;
     assert_eq!(status, 200, "{started}");
     assert_eq!(started["connection_id"], id.as_str());
-    let mut browser = Browser::default();
-    let callback = broker
-        .through_provider(&mut browser, started["authorization_url"].as_str().unwrap())
+    let done = broker
+        .land_from(started["authorization_url"].as_str().unwrap())
         .await;
-    let done = browser.get(&callback).await;
 
     // Then the browser lands with the same connection, active
     assert_eq!(done.status().as_u16(), 303);
@@ -94,11 +92,9 @@ async fn a_declined_reconnect_leaves_the_connection_as_it_was(backend: Backend) 
     });
 
     // When the reconnect's callback brings the refusal
-    let mut browser = Browser::default();
-    let callback = broker
-        .through_provider(&mut browser, started["authorization_url"].as_str().unwrap())
+    let done = broker
+        .land_from(started["authorization_url"].as_str().unwrap())
         .await;
-    let done = browser.get(&callback).await;
 
     // Then the platform hears of it, and the connection still works as before
     assert_eq!(done.status().as_u16(), 303);

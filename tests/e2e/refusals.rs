@@ -28,9 +28,7 @@ on_both_backends!(
 
 async fn callback_with_reused_state_makes_no_second_token_request(backend: Backend) {
     let broker = Broker::start(backend).await;
-    let mut browser = Browser::default();
-    let consent = broker.initiate(&broker.initiate_body()).await;
-    let callback = broker.through_provider(&mut browser, &consent).await;
+    let (mut browser, callback) = broker.flow_at_provider().await;
     assert_eq!(browser.get(&callback).await.status().as_u16(), 303);
 
     let replay = browser.get(&callback).await;
@@ -41,15 +39,8 @@ async fn callback_with_reused_state_makes_no_second_token_request(backend: Backe
 
 async fn many_concurrent_callbacks_on_one_state_redeem_the_code_once(backend: Backend) {
     let broker = Broker::start(backend).await;
-    let mut browser = Browser::default();
-    let consent = broker.initiate(&broker.initiate_body()).await;
-    let callback = broker.through_provider(&mut browser, &consent).await;
-    let cookie: Vec<String> = browser
-        .cookies()
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    let cookie = cookie.join("; ");
+    let (browser, callback) = broker.flow_at_provider().await;
+    let cookie = browser.cookie_header();
 
     let attempts = (0..16).map(|_| {
         let (http, url, cookie) = (broker.http.clone(), callback.clone(), cookie.clone());
@@ -128,9 +119,7 @@ async fn provider_access_denied_redirects_with_error_and_makes_no_token_request(
         deny: true,
         ..Knobs::default()
     });
-    let mut browser = Browser::default();
-    let consent = broker.initiate(&broker.initiate_body()).await;
-    let callback = broker.through_provider(&mut browser, &consent).await;
+    let (mut browser, callback) = broker.flow_at_provider().await;
 
     let resp = browser.get(&callback).await;
 
@@ -152,9 +141,7 @@ async fn provider_refusing_the_code_redirects_with_its_error(backend: Backend) {
         token_error: Some("invalid_grant".into()),
         ..Knobs::default()
     });
-    let mut browser = Browser::default();
-    let consent = broker.initiate(&broker.initiate_body()).await;
-    let callback = broker.through_provider(&mut browser, &consent).await;
+    let (mut browser, callback) = broker.flow_at_provider().await;
 
     let resp = browser.get(&callback).await;
 
@@ -544,9 +531,7 @@ async fn overlong_query_and_key_are_refused(backend: Backend) {
 
 async fn redirect_url_unregistered_after_initiate_is_not_followed(backend: Backend) {
     let broker = Broker::start(backend).await;
-    let mut browser = Browser::default();
-    let consent = broker.initiate(&broker.initiate_body()).await;
-    let callback = broker.through_provider(&mut browser, &consent).await;
+    let (mut browser, callback) = broker.flow_at_provider().await;
 
     // The organization drops the URL while the user is at the provider.
     broker
@@ -566,9 +551,7 @@ async fn redirect_url_unregistered_after_initiate_is_not_followed(backend: Backe
 async fn repeated_protocol_parameters_are_refused_before_the_flow_is_touched(backend: Backend) {
     // Given a flow the browser took to the provider, and the callback URL it came back with
     let broker = Broker::start(backend).await;
-    let mut browser = Browser::default();
-    let consent = broker.initiate(&broker.initiate_body()).await;
-    let callback = broker.through_provider(&mut browser, &consent).await;
+    let (mut browser, callback) = broker.flow_at_provider().await;
     let (base, query) = callback.split_once('?').unwrap();
 
     // When the callback arrives with a protocol parameter twice, either order (RFC 6749 §3.1)

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use broker_tests::fault_proxy::{Fault, FaultProxy};
 use broker_tests::harness::location;
 use broker_tests::logs::Captured;
-use broker_tests::{Broker, Browser, query_of};
+use broker_tests::{Broker, query_of};
 
 /// The process's log, from the first test that asks for it.
 fn log() -> &'static Captured {
@@ -32,9 +32,7 @@ async fn secrets_manager_answering_slowly_still_completes_once(delay: Duration) 
     log();
     let proxy = FaultProxy::in_front_of_emulator().await;
     let broker = Broker::start_through(&proxy.url).await;
-    let mut browser = Browser::default();
-    let consent = broker.initiate(&broker.initiate_body()).await;
-    let callback = broker.through_provider(&mut browser, &consent).await;
+    let (mut browser, callback) = broker.flow_at_provider().await;
     proxy.inject("secretsmanager.", Fault::Slow(delay));
 
     // When the callback arrives
@@ -76,15 +74,8 @@ async fn a_hundred_concurrent_callbacks_on_one_state_redeem_once_and_store_one_s
     log();
     let proxy = FaultProxy::in_front_of_emulator().await;
     let broker = Broker::start_through(&proxy.url).await;
-    let mut browser = Browser::default();
-    let consent = broker.initiate(&broker.initiate_body()).await;
-    let callback = broker.through_provider(&mut browser, &consent).await;
-    let cookie: Vec<String> = browser
-        .cookies()
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    let cookie = cookie.join("; ");
+    let (browser, callback) = broker.flow_at_provider().await;
+    let cookie = browser.cookie_header();
 
     // When the same browser's callback arrives 100 times at once
     let attempts: Vec<_> = (0..100)

@@ -448,6 +448,23 @@ impl Broker {
         location(&resp)
     }
 
+    /// A flow started with initiateOAuth and consented at the provider: the browser that went
+    /// through it (its binding cookie) and the callback URL the provider sent it to.
+    pub async fn flow_at_provider(&self) -> (Browser, String) {
+        let mut browser = Browser::default();
+        let consent = self.initiate(&self.initiate_body()).await;
+        let callback = self.through_provider(&mut browser, &consent).await;
+        (browser, callback)
+    }
+
+    /// A fresh browser from an authorization URL through the provider's consent to the broker's
+    /// callback: where it lands (the redirect to the platform, or a page).
+    pub async fn land_from(&self, authorization_url: &str) -> reqwest::Response {
+        let mut browser = Browser::default();
+        let callback = self.through_provider(&mut browser, authorization_url).await;
+        browser.get(&callback).await
+    }
+
     /// The stored token document behind `secret_id`: from moto through the AWS SDK, or from the
     /// embedded vault after checking the file on disk does not hold it in clear.
     pub async fn read_secret(&self, secret_id: &str, must_not_appear_on_disk: &str) -> Value {
@@ -708,6 +725,16 @@ impl Browser {
 
     pub fn cookies(&self) -> &HashMap<String, String> {
         &self.cookies
+    }
+
+    /// The `Cookie` header this browser sends, for requests made outside it (concurrent ones).
+    pub fn cookie_header(&self) -> String {
+        let pairs: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        pairs.join("; ")
     }
 }
 

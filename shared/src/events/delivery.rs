@@ -220,14 +220,7 @@ async fn client_for(config: &Config, raw: &str) -> Result<reqwest::Client> {
 mod tests {
     use super::*;
 
-    fn config(allow_loopback: bool) -> Config {
-        Config::from_lookup(|k| match k {
-            "BROKER_PUBLIC_URL" => Some("https://broker.example".into()),
-            "BROKER_ALLOW_LOOPBACK_HTTP" if allow_loopback => Some("1".into()),
-            _ => None,
-        })
-        .unwrap()
-    }
+    use crate::events::test_config as config;
 
     #[tokio::test]
     async fn a_name_resolving_to_a_refused_address_is_refused_at_add_and_at_delivery() {

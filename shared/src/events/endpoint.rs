@@ -186,14 +186,7 @@ fn is_unicast_link_local(ip: Ipv6Addr) -> bool {
 mod tests {
     use super::*;
 
-    fn config(allow_loopback: bool) -> Config {
-        Config::from_lookup(|k| match k {
-            "BROKER_PUBLIC_URL" => Some("https://broker.example".into()),
-            "BROKER_ALLOW_LOOPBACK_HTTP" if allow_loopback => Some("1".into()),
-            _ => None,
-        })
-        .unwrap()
-    }
+    use crate::events::test_config as config;
 
     #[test]
     fn private_link_local_metadata_and_mapped_addresses_are_refused() {

@@ -134,3 +134,14 @@ pub fn of_transition(
         created_at: t.at,
     })
 }
+
+/// A configuration for the events tests: a public URL, and loopback `http` allowed or not.
+#[cfg(test)]
+pub(crate) fn test_config(allow_loopback: bool) -> crate::Config {
+    crate::Config::from_lookup(|k| match k {
+        "BROKER_PUBLIC_URL" => Some("https://broker.example".into()),
+        "BROKER_ALLOW_LOOPBACK_HTTP" if allow_loopback => Some("1".into()),
+        _ => None,
+    })
+    .unwrap()
+}

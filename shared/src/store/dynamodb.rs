@@ -72,6 +72,14 @@ fn webhooks_of(org: &str) -> String {
     format!("HOOKS#{org}")
 }
 
+/// An item an organization owns a few of (keys, webhook endpoints), listed through the second
+/// index under a partition of their own, oldest first.
+fn owned(mut item: Item, partition: String, created_at: i64, id: &str) -> Item {
+    item.insert("gsi2pk".into(), s(partition));
+    item.insert("gsi2sk".into(), s(format!("{created_at:012}#{id}")));
+    item
+}
+
 /// The organization's API keys in the second index (few, listed by an operator: one partition).
 fn keys_of(org: &str) -> String {
     format!("KEYS#{org}")
@@ -423,6 +431,28 @@ impl DynamoStore {
     }
 
     /// The base items of `keys` (at most 100), consistently read, whatever order they come in.
+    /// The items of one [`owned`] partition, read consistently from the table.
+    async fn list_owned<T: DeserializeOwned>(&self, partition: String) -> Result<Vec<T>> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("gsi2")
+            .key_condition_expression("gsi2pk = :p")
+            .expression_attribute_values(":p", s(partition))
+            .into_paginator()
+            .items()
+            .send();
+        let mut found = Vec::new();
+        while let Some(entry) = pages.next().await {
+            let entry = entry.map_err(|e| sdk_error("Query", e))?;
+            if let Some(pk) = entry.get("pk") {
+                found.push(key(pk.as_s().map_err(|_| Error::internal("pk"))?.clone()));
+            }
+        }
+        self.batch_get(found).await
+    }
+
     async fn batch_get<T: DeserializeOwned>(&self, keys: Vec<Item>) -> Result<Vec<T>> {
         use aws_sdk_dynamodb::types::KeysAndAttributes;
         let mut pending = keys;
@@ -808,13 +838,8 @@ impl StateTokenStore for DynamoStore {
 #[async_trait]
 impl KeyStore for DynamoStore {
     async fn put_key(&self, k: &ApiKeyRecord) -> Result<()> {
-        let mut item = to_item(keys::api_key(&k.key_hash), k)?;
-        // Listed by organization through the second index, under a partition of their own.
-        item.insert("gsi2pk".into(), s(keys_of(&k.organization_id)));
-        item.insert(
-            "gsi2sk".into(),
-            s(format!("{:012}#{}", k.created_at, k.key_hash)),
-        );
+        let item = to_item(keys::api_key(&k.key_hash), k)?;
+        let item = owned(item, keys_of(&k.organization_id), k.created_at, &k.key_hash);
         self.put(item, false).await?;
         Ok(())
     }
@@ -824,24 +849,7 @@ impl KeyStore for DynamoStore {
     }
 
     async fn list_keys(&self, organization_id: &str) -> Result<Vec<ApiKeyRecord>> {
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name("gsi2")
-            .key_condition_expression("gsi2pk = :p")
-            .expression_attribute_values(":p", s(keys_of(organization_id)))
-            .into_paginator()
-            .items()
-            .send();
-        let mut found = Vec::new();
-        while let Some(entry) = pages.next().await {
-            let entry = entry.map_err(|e| sdk_error("Query", e))?;
-            if let Some(pk) = entry.get("pk") {
-                found.push(key(pk.as_s().map_err(|_| Error::internal("pk"))?.clone()));
-            }
-        }
-        let mut records: Vec<ApiKeyRecord> = self.batch_get(found).await?;
+        let mut records: Vec<ApiKeyRecord> = self.list_owned(keys_of(organization_id)).await?;
         // The index is eventually consistent; the base item decides.
         records.retain(|k| k.organization_id == organization_id);
         records.sort_by_key(|k| k.created_at);
@@ -901,32 +909,14 @@ impl OrgStore for DynamoStore {
 #[async_trait]
 impl WebhookStore for DynamoStore {
     async fn put_webhook(&self, e: &Endpoint) -> Result<()> {
-        let mut item = to_item(keys::webhook(&e.organization_id, &e.id), e)?;
-        item.insert("gsi2pk".into(), s(webhooks_of(&e.organization_id)));
-        item.insert("gsi2sk".into(), s(format!("{:012}#{}", e.created_at, e.id)));
+        let item = to_item(keys::webhook(&e.organization_id, &e.id), e)?;
+        let item = owned(item, webhooks_of(&e.organization_id), e.created_at, &e.id);
         self.put(item, false).await?;
         Ok(())
     }
 
     async fn list_webhooks(&self, organization_id: &str) -> Result<Vec<Endpoint>> {
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name("gsi2")
-            .key_condition_expression("gsi2pk = :p")
-            .expression_attribute_values(":p", s(webhooks_of(organization_id)))
-            .into_paginator()
-            .items()
-            .send();
-        let mut found = Vec::new();
-        while let Some(entry) = pages.next().await {
-            let entry = entry.map_err(|e| sdk_error("Query", e))?;
-            if let Some(pk) = entry.get("pk") {
-                found.push(key(pk.as_s().map_err(|_| Error::internal("pk"))?.clone()));
-            }
-        }
-        let mut endpoints: Vec<Endpoint> = self.batch_get(found).await?;
+        let mut endpoints: Vec<Endpoint> = self.list_owned(webhooks_of(organization_id)).await?;
         endpoints.retain(|e| e.organization_id == organization_id);
         endpoints.sort_by_key(|e| e.created_at);
         Ok(endpoints)

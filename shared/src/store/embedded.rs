@@ -148,6 +148,11 @@ impl Db {
             .transpose()
     }
 
+    fn with_prefix<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<T>> {
+        let conn = self.conn.lock().map_err(|_| db_err("lock poisoned"))?;
+        items_with_prefix(&conn, prefix)
+    }
+
     fn put<T: Serialize>(&self, pk: &str, value: &T, only_if_absent: bool) -> Result<bool> {
         let data = to_json(value)?;
         self.with(|c| insert_item(c, pk, &data, only_if_absent))
@@ -240,6 +245,23 @@ fn apply_transition(tx: &rusqlite::Connection, t: &Transition) -> Result<Outcome
         .map_err(db_err)?;
     }
     Ok(outcome)
+}
+
+/// Every item whose key starts with `prefix` (a range of the primary key).
+fn items_with_prefix<T: DeserializeOwned>(
+    c: &rusqlite::Connection,
+    prefix: &str,
+) -> Result<Vec<T>> {
+    let rows: Vec<String> = c
+        .prepare_cached("SELECT data FROM items WHERE pk >= ?1 AND pk < ?2")
+        .and_then(|mut s| {
+            s.query_map(params![prefix, format!("{prefix}\u{10FFFF}")], |r| r.get(0))?
+                .collect()
+        })
+        .map_err(db_err)?;
+    rows.iter()
+        .map(|d| serde_json::from_str(d).map_err(db_err))
+        .collect()
 }
 
 fn lost_race<T>(outcome: Outcome<T>) -> Result<T> {
@@ -578,22 +600,8 @@ impl KeyStore for EmbeddedStore {
 
     async fn list_keys(&self, organization_id: &str) -> Result<Vec<ApiKeyRecord>> {
         // The key items' range of the primary key; an operator's command, not a request path.
-        let prefix = keys::api_key("");
-        let rows: Vec<String> = self.db.with(|c| {
-            c.prepare_cached(
-                "SELECT data FROM items WHERE pk >= ?1 AND pk < ?2 \
-                 AND json_extract(data, '$.organization_id') = ?3",
-            )?
-            .query_map(
-                params![prefix, format!("{prefix}\u{10FFFF}"), organization_id],
-                |r| r.get(0),
-            )?
-            .collect()
-        })?;
-        let mut records = rows
-            .iter()
-            .map(|d| serde_json::from_str(d).map_err(db_err))
-            .collect::<Result<Vec<ApiKeyRecord>>>()?;
+        let mut records: Vec<ApiKeyRecord> = self.db.with_prefix(&keys::api_key(""))?;
+        records.retain(|k| k.organization_id == organization_id);
         records.sort_by_key(|k| k.created_at);
         Ok(records)
     }
@@ -642,16 +650,8 @@ impl WebhookStore for EmbeddedStore {
     }
 
     async fn list_webhooks(&self, organization_id: &str) -> Result<Vec<Endpoint>> {
-        let prefix = keys::webhook(organization_id, "");
-        let rows: Vec<String> = self.db.with(|c| {
-            c.prepare_cached("SELECT data FROM items WHERE pk >= ?1 AND pk < ?2")?
-                .query_map(params![prefix, format!("{prefix}\u{10FFFF}")], |r| r.get(0))?
-                .collect()
-        })?;
-        let mut endpoints = rows
-            .iter()
-            .map(|d| serde_json::from_str(d).map_err(db_err))
-            .collect::<Result<Vec<Endpoint>>>()?;
+        let mut endpoints: Vec<Endpoint> =
+            self.db.with_prefix(&keys::webhook(organization_id, ""))?;
         endpoints.sort_by_key(|e| e.created_at);
         Ok(endpoints)
     }
@@ -682,19 +682,9 @@ impl EventOutbox for EmbeddedStore {
                 })
                 .map_err(db_err)?;
             for (seq, kind, org, connection) in &fresh {
-                let prefix = keys::webhook(org, "");
-                let endpoints: Vec<String> = tx
-                    .prepare_cached("SELECT data FROM items WHERE pk >= ?1 AND pk < ?2")
-                    .and_then(|mut s| {
-                        s.query_map(params![prefix, format!("{prefix}\u{10FFFF}")], |r| {
-                            r.get(0)
-                        })?
-                        .collect()
-                    })
-                    .map_err(db_err)?;
+                let endpoints: Vec<Endpoint> = items_with_prefix(tx, &keys::webhook(org, ""))?;
                 let kind = EventType::parse(kind);
-                for data in endpoints {
-                    let endpoint: Endpoint = serde_json::from_str(&data).map_err(db_err)?;
+                for endpoint in endpoints {
                     if kind.is_some_and(|k| endpoint.wants(k)) {
                         tx.prepare_cached(
                             "INSERT OR IGNORE INTO deliveries (seq, endpoint_id, connection_id, next_at) \
