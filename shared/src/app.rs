@@ -83,6 +83,44 @@ impl App {
         })
     }
 
+    /// The names of the vault's secrets under `prefix` (`brokerctl app list`; never a value).
+    pub async fn secret_names(config: &Config, prefix: &str) -> Result<Vec<String>> {
+        match config.backend {
+            Backend::Aws => {
+                Self::aws_backend(config)
+                    .await?
+                    .1
+                    .list_secrets(prefix)
+                    .await
+            }
+            #[cfg(feature = "embedded")]
+            Backend::Embedded => {
+                let db = Db::open(&config.data_dir)?;
+                EmbeddedVault::open(db, &config.data_dir)?
+                    .list_secrets(prefix)
+                    .await
+            }
+        }
+    }
+
+    /// The configured backend's webhook endpoints (`brokerctl webhooks`, event delivery).
+    pub async fn webhooks(config: &Config) -> Result<Arc<dyn crate::events::WebhookStore>> {
+        Ok(match config.backend {
+            Backend::Aws => Arc::new(Self::aws_backend(config).await?.0),
+            #[cfg(feature = "embedded")]
+            Backend::Embedded => Arc::new(EmbeddedStore::new(Db::open(&config.data_dir)?)),
+        })
+    }
+
+    /// The configured backend's key administration (`brokerctl key list|revoke`).
+    pub async fn key_admin(config: &Config) -> Result<Arc<dyn crate::auth::KeyAdmin>> {
+        Ok(match config.backend {
+            Backend::Aws => Arc::new(Self::aws_backend(config).await?.0),
+            #[cfg(feature = "embedded")]
+            Backend::Embedded => Arc::new(EmbeddedStore::new(Db::open(&config.data_dir)?)),
+        })
+    }
+
     /// The SDK's own configuration chain (region, credentials, AWS_ENDPOINT_URL), each service's
     /// client with its time budget.
     async fn aws_backend(config: &Config) -> Result<(DynamoStore, SecretsManagerVault)> {

@@ -16,12 +16,18 @@ use crate::{Error, Result};
 pub trait KeyStore: Send + Sync {
     async fn put_key(&self, key: &ApiKeyRecord) -> Result<()>;
     async fn get_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>>;
+    /// Records that the key was used at `at` (epoch seconds).
+    async fn touch_key(&self, key_hash: &str, at: i64) -> Result<()>;
+}
+
+/// The operator's side of keys (`brokerctl key list|revoke`): not a port of the request path, so
+/// the functions' binaries do not carry it.
+#[async_trait]
+pub trait KeyAdmin: Send + Sync {
     /// Every key of the organization, revoked ones included, oldest first.
     async fn list_keys(&self, organization_id: &str) -> Result<Vec<ApiKeyRecord>>;
     /// Marks the key revoked, if it belongs to the organization; `false` when it does not.
     async fn revoke_key(&self, key_hash: &str, organization_id: &str) -> Result<bool>;
-    /// Records that the key was used at `at` (epoch seconds).
-    async fn touch_key(&self, key_hash: &str, at: i64) -> Result<()>;
 }
 
 /// What a key may do; a route names the one it needs (403 without it).

@@ -599,10 +599,6 @@ impl Vault for FaultyVault {
         self.inner.delete_secret(name).await
     }
 
-    async fn list_secrets(&self, prefix: &str) -> broker::Result<Vec<String>> {
-        self.inner.list_secrets(prefix).await
-    }
-
     async fn sealer(&self) -> broker::Result<Arc<Sealer>> {
         self.inner.sealer().await
     }

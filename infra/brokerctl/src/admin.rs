@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use broker::api::dialect::broker as shapes;
 use broker::api::dialect::rfc3339;
-use broker::auth::{Caller, Scope, key_id, new_api_key};
+use broker::auth::{Caller, KeyAdmin, Scope, key_id, new_api_key};
 use broker::connection::{self, ListFilters};
-use broker::events::{self, EventType, WebhookSecrets};
+use broker::events::{self, EventType, WebhookSecrets, WebhookStore};
 use broker::org::Org;
 use broker::provider::{Catalog, RevocationStyle};
 use broker::redirect::RedirectUrl;
@@ -20,15 +20,21 @@ pub struct Admin {
     pub config: Config,
     pub store: Arc<dyn Store>,
     pub vault: Arc<dyn Vault>,
+    pub webhooks: Arc<dyn WebhookStore>,
+    pub keys: Arc<dyn KeyAdmin>,
 }
 
 impl Admin {
     pub async fn connect(config: Config) -> Result<Self> {
         let (store, vault) = App::backend(&config).await?;
+        let webhooks = App::webhooks(&config).await?;
+        let keys = App::key_admin(&config).await?;
         Ok(Admin {
             config,
             store,
             vault,
+            webhooks,
+            keys,
         })
     }
 
@@ -94,7 +100,7 @@ impl Admin {
             "{:<22} {:<21} {:<6} {:<16} {:<58} {:<21} {}\n",
             "ID", "CREATED", "USER", "WORKSPACES", "SCOPES", "LAST USED", "STATUS"
         );
-        for k in self.store.list_keys(org).await? {
+        for k in self.keys.list_keys(org).await? {
             let workspaces = if k.workspaces.is_empty() {
                 "*".to_string()
             } else {
@@ -119,7 +125,7 @@ impl Admin {
     /// is not found under this one.
     pub async fn key_revoke(&self, org: &str, id: &str) -> Result<String> {
         let record = self
-            .store
+            .keys
             .list_keys(org)
             .await?
             .into_iter()
@@ -127,7 +133,7 @@ impl Admin {
             .ok_or_else(|| {
                 Error::validation(format!("organization `{org}` has no key `{id}` (key list)"))
             })?;
-        if !self.store.revoke_key(&record.key_hash, org).await? {
+        if !self.keys.revoke_key(&record.key_hash, org).await? {
             return Err(Error::validation(format!("key `{id}` is not `{org}`'s")));
         }
         Ok(format!(
@@ -177,7 +183,7 @@ impl Admin {
             "{:<24} {:<12} {:<24} {}\n",
             "PROVIDER", "LEVEL", "ORG", "WORKSPACE"
         );
-        for name in self.vault.list_secrets(&apps).await? {
+        for name in App::secret_names(&self.config, &apps).await? {
             let parts: Vec<&str> = name[apps.len()..].split('/').collect();
             let (level, slug, org, workspace) = match parts.as_slice() {
                 [slug] => ("default", *slug, "-", "-"),
@@ -212,7 +218,7 @@ impl Admin {
         // The host's addresses are checked now, and again at every delivery.
         events::resolve_checked(&self.config, &endpoint.url).await?;
         self.put_webhook_secrets(&endpoint, &secrets).await?;
-        self.store.put_webhook(&endpoint).await?;
+        self.webhooks.put_webhook(&endpoint).await?;
         Ok((endpoint.id, secrets.current))
     }
 
@@ -222,7 +228,7 @@ impl Admin {
             "{:<36} {:<9} {:<21} {:<40} {}\n",
             "ID", "STATE", "CREATED", "EVENTS", "URL"
         );
-        for e in self.store.list_webhooks(org).await? {
+        for e in self.webhooks.list_webhooks(org).await? {
             let kinds: Vec<&str> = e.events.iter().map(|t| t.as_str()).collect();
             out.push_str(&format!(
                 "{:<36} {:<9} {:<21} {:<40} {}\n",
@@ -243,7 +249,7 @@ impl Admin {
     /// Removes an endpoint and its secrets.
     pub async fn webhooks_remove(&self, org: &str, id: &str) -> Result<String> {
         let endpoint = self.webhook(org, id).await?;
-        self.store.delete_webhook(org, id).await?;
+        self.webhooks.delete_webhook(org, id).await?;
         self.vault
             .delete_secret(&endpoint.secret_name(&self.config.secret_prefix))
             .await?;
@@ -265,7 +271,7 @@ impl Admin {
     }
 
     async fn webhook(&self, org: &str, id: &str) -> Result<events::Endpoint> {
-        self.store
+        self.webhooks
             .list_webhooks(org)
             .await?
             .into_iter()

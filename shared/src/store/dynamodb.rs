@@ -21,7 +21,7 @@ use super::{
     ConnectionStore, FlowStore, KeyStore, OrgStore, SourceStore, StateTokenStore, WebhookStore,
     keys,
 };
-use crate::auth::ApiKeyRecord;
+use crate::auth::{ApiKeyRecord, KeyAdmin};
 use crate::connection::{Connection, ListQuery, Transition, list_key};
 use crate::crypto::sha256_hex;
 use crate::events::Endpoint;
@@ -848,33 +848,6 @@ impl KeyStore for DynamoStore {
         self.get(keys::api_key(key_hash)).await
     }
 
-    async fn list_keys(&self, organization_id: &str) -> Result<Vec<ApiKeyRecord>> {
-        let mut records: Vec<ApiKeyRecord> = self.list_owned(keys_of(organization_id)).await?;
-        // The index is eventually consistent; the base item decides.
-        records.retain(|k| k.organization_id == organization_id);
-        records.sort_by_key(|k| k.created_at);
-        Ok(records)
-    }
-
-    async fn revoke_key(&self, key_hash: &str, organization_id: &str) -> Result<bool> {
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(keys::api_key(key_hash))))
-            .update_expression("SET revoked = :yes")
-            .condition_expression("organization_id = :org")
-            .expression_attribute_values(":yes", AttributeValue::Bool(true))
-            .expression_attribute_values(":org", s(organization_id))
-            .send()
-            .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(sdk_error("UpdateItem", e)),
-        }
-    }
-
     async fn touch_key(&self, key_hash: &str, at: i64) -> Result<()> {
         let out = self
             .client
@@ -935,6 +908,36 @@ impl WebhookStore for DynamoStore {
             Ok(_) => Ok(true),
             Err(e) if is_condition_failure(&e) => Ok(false),
             Err(e) => Err(sdk_error("DeleteItem", e)),
+        }
+    }
+}
+
+#[async_trait]
+impl KeyAdmin for DynamoStore {
+    async fn list_keys(&self, organization_id: &str) -> Result<Vec<ApiKeyRecord>> {
+        let mut records: Vec<ApiKeyRecord> = self.list_owned(keys_of(organization_id)).await?;
+        // The index is eventually consistent; the base item decides.
+        records.retain(|k| k.organization_id == organization_id);
+        records.sort_by_key(|k| k.created_at);
+        Ok(records)
+    }
+
+    async fn revoke_key(&self, key_hash: &str, organization_id: &str) -> Result<bool> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::api_key(key_hash))))
+            .update_expression("SET revoked = :yes")
+            .condition_expression("organization_id = :org")
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .expression_attribute_values(":org", s(organization_id))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(sdk_error("UpdateItem", e)),
         }
     }
 }

@@ -15,7 +15,7 @@ use super::{
     ConnectionStore, FlowStore, KeyStore, OrgStore, SourceStore, StateTokenStore, WebhookStore,
     keys,
 };
-use crate::auth::ApiKeyRecord;
+use crate::auth::{ApiKeyRecord, KeyAdmin};
 use crate::connection::{Connection, ListQuery, Transition};
 use crate::events::{self, Delivery, Endpoint, EventOutbox, EventType};
 use crate::flow::{Claim, Flow, FlowStatus, StateToken};
@@ -598,27 +598,6 @@ impl KeyStore for EmbeddedStore {
         self.db.get(&keys::api_key(key_hash))
     }
 
-    async fn list_keys(&self, organization_id: &str) -> Result<Vec<ApiKeyRecord>> {
-        // The key items' range of the primary key; an operator's command, not a request path.
-        let mut records: Vec<ApiKeyRecord> = self.db.with_prefix(&keys::api_key(""))?;
-        records.retain(|k| k.organization_id == organization_id);
-        records.sort_by_key(|k| k.created_at);
-        Ok(records)
-    }
-
-    async fn revoke_key(&self, key_hash: &str, organization_id: &str) -> Result<bool> {
-        let outcome = self
-            .db
-            .modify(&keys::api_key(key_hash), false, |k: &mut ApiKeyRecord| {
-                let ours = k.organization_id == organization_id;
-                if ours {
-                    k.revoked = true;
-                }
-                ours
-            })?;
-        Ok(matches!(outcome, Outcome::Applied(_)))
-    }
-
     async fn touch_key(&self, key_hash: &str, at: i64) -> Result<()> {
         self.db
             .modify(&keys::api_key(key_hash), false, |k: &mut ApiKeyRecord| {
@@ -776,6 +755,30 @@ impl EventOutbox for EmbeddedStore {
             ])
         })?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl KeyAdmin for EmbeddedStore {
+    async fn list_keys(&self, organization_id: &str) -> Result<Vec<ApiKeyRecord>> {
+        // The key items' range of the primary key; an operator's command, not a request path.
+        let mut records: Vec<ApiKeyRecord> = self.db.with_prefix(&keys::api_key(""))?;
+        records.retain(|k| k.organization_id == organization_id);
+        records.sort_by_key(|k| k.created_at);
+        Ok(records)
+    }
+
+    async fn revoke_key(&self, key_hash: &str, organization_id: &str) -> Result<bool> {
+        let outcome = self
+            .db
+            .modify(&keys::api_key(key_hash), false, |k: &mut ApiKeyRecord| {
+                let ours = k.organization_id == organization_id;
+                if ours {
+                    k.revoked = true;
+                }
+                ours
+            })?;
+        Ok(matches!(outcome, Outcome::Applied(_)))
     }
 }
 

@@ -17,20 +17,15 @@ pub use crate::flow::{FlowStore, StateTokenStore};
 pub use crate::org::OrgStore;
 pub use crate::source::SourceStore;
 
-/// Every port at once, for wiring one backend into [`crate::App`].
+/// Every port the request path uses, for wiring one backend into [`crate::App`]. Webhook
+/// endpoints are not among them: only `brokerctl` and the event delivery read them (see
+/// [`crate::App::webhooks`]), so the functions' binaries do not carry that code.
 pub trait Store:
-    FlowStore + ConnectionStore + SourceStore + StateTokenStore + KeyStore + OrgStore + WebhookStore
+    FlowStore + ConnectionStore + SourceStore + StateTokenStore + KeyStore + OrgStore
 {
 }
-impl<
-    T: FlowStore
-        + ConnectionStore
-        + SourceStore
-        + StateTokenStore
-        + KeyStore
-        + OrgStore
-        + WebhookStore,
-> Store for T
+impl<T: FlowStore + ConnectionStore + SourceStore + StateTokenStore + KeyStore + OrgStore> Store
+    for T
 {
 }
 

@@ -141,16 +141,6 @@ impl Vault for EmbeddedVault {
         Ok(())
     }
 
-    async fn list_secrets(&self, prefix: &str) -> Result<Vec<String>> {
-        self.db.with(|c| {
-            c.prepare_cached(
-                "SELECT name FROM secrets WHERE substr(name, 1, length(?1)) = ?1 ORDER BY name",
-            )?
-            .query_map([prefix], |r| r.get(0))?
-            .collect()
-        })
-    }
-
     async fn get_secret(&self, name: &str) -> Result<Option<Sensitive<String>>> {
         let row: Option<(Vec<u8>, Vec<u8>)> = self.db.with(|c| {
             c.prepare_cached("SELECT nonce, ciphertext FROM secrets WHERE name = ?1")?
@@ -178,5 +168,19 @@ impl Vault for EmbeddedVault {
         String::from_utf8(plain)
             .map(|s| Some(Sensitive::new(s)))
             .map_err(Error::internal)
+    }
+}
+
+impl EmbeddedVault {
+    /// The names (never the values) of the secrets whose name starts with `prefix`, sorted:
+    /// for `brokerctl` only, so it stays out of the functions' binaries (no trait method).
+    pub async fn list_secrets(&self, prefix: &str) -> Result<Vec<String>> {
+        self.db.with(|c| {
+            c.prepare_cached(
+                "SELECT name FROM secrets WHERE substr(name, 1, length(?1)) = ?1 ORDER BY name",
+            )?
+            .query_map([prefix], |r| r.get(0))?
+            .collect()
+        })
     }
 }

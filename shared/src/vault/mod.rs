@@ -43,9 +43,6 @@ pub trait Vault: Send + Sync {
     /// Deletes `name` at once, with no recovery window; a missing secret is already deleted.
     async fn delete_secret(&self, name: &str) -> Result<()>;
 
-    /// The names (never the values) of the secrets whose name starts with `prefix`, sorted.
-    async fn list_secrets(&self, prefix: &str) -> Result<Vec<String>>;
-
     /// This deployment's [`Sealer`], loaded on first use and kept for the process.
     async fn sealer(&self) -> Result<Arc<Sealer>>;
 }

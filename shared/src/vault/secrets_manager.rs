@@ -140,32 +140,6 @@ impl Vault for SecretsManagerVault {
         }
     }
 
-    async fn list_secrets(&self, prefix: &str) -> Result<Vec<String>> {
-        let filter = Filter::builder()
-            .key(FilterNameStringType::Name)
-            .values(prefix)
-            .build();
-        let mut pages = self
-            .client
-            .list_secrets()
-            .filters(filter)
-            .into_paginator()
-            .send();
-        let mut names = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| sdk_error("ListSecrets", e))?;
-            names.extend(
-                page.secret_list()
-                    .iter()
-                    .filter_map(|s| s.name.clone())
-                    // The name filter matches words, not only prefixes.
-                    .filter(|n| n.starts_with(prefix)),
-            );
-        }
-        names.sort();
-        Ok(names)
-    }
-
     async fn sealer(&self) -> Result<Arc<Sealer>> {
         self.sealer
             .get_or_try_init(|| async {
@@ -192,5 +166,35 @@ impl Vault for SecretsManagerVault {
             }
             Err(e) => Err(sdk_error("GetSecretValue", e)),
         }
+    }
+}
+
+impl SecretsManagerVault {
+    /// The names (never the values) of the secrets whose name starts with `prefix`, sorted:
+    /// for `brokerctl` only, so it stays out of the functions' binaries (no trait method).
+    pub async fn list_secrets(&self, prefix: &str) -> Result<Vec<String>> {
+        let filter = Filter::builder()
+            .key(FilterNameStringType::Name)
+            .values(prefix)
+            .build();
+        let mut pages = self
+            .client
+            .list_secrets()
+            .filters(filter)
+            .into_paginator()
+            .send();
+        let mut names = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error("ListSecrets", e))?;
+            names.extend(
+                page.secret_list()
+                    .iter()
+                    .filter_map(|s| s.name.clone())
+                    // The name filter matches words, not only prefixes.
+                    .filter(|n| n.starts_with(prefix)),
+            );
+        }
+        names.sort();
+        Ok(names)
     }
 }
