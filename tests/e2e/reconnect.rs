@@ -14,6 +14,7 @@ on_both_backends!(
     a_declined_reconnect_leaves_the_connection_as_it_was,
     a_revoked_connection_cannot_be_reconnected,
     a_reconnect_checks_its_redirect_url_like_any_flow,
+    a_connection_revoked_while_its_reconnect_was_at_the_provider_stays_revoked,
 );
 
 async fn reconnect(broker: &Broker, id: &str, redirect_url: &str) -> (u16, serde_json::Value) {
@@ -140,4 +141,34 @@ async fn a_reconnect_checks_its_redirect_url_like_any_flow(backend: Backend) {
         )
         .await;
     assert_eq!(status, 404);
+}
+
+async fn a_connection_revoked_while_its_reconnect_was_at_the_provider_stays_revoked(
+    backend: Backend,
+) {
+    // Given a reconnect the user has started, and the connection deleted meanwhile
+    let broker = Broker::start(backend).await;
+    let (id, _) = broker.authorized_personal_connection().await;
+    let (status, started) = reconnect(&broker, &id, &broker.redirect_url).await;
+    assert_eq!(status, 200, "{started}");
+    assert_eq!(broker.delete_connection(&id).await.0, 200);
+    let revoked_before = broker.provider.ledger().revocations.len();
+
+    // When the user comes back from the provider
+    let done = broker
+        .land_from(started["authorization_url"].as_str().unwrap())
+        .await;
+
+    // Then the browser is refused, the connection stays revoked with no tokens stored, and the
+    // grant the provider just made was revoked too
+    assert_eq!(done.status().as_u16(), 400);
+    assert_eq!(
+        broker.connection(&id).await.status,
+        ConnectionStatus::Revoked
+    );
+    assert!(!broker.token_document_exists(&id).await);
+    let ledger = broker.provider.ledger();
+    let newest = ledger.issued_tokens().last().unwrap().clone();
+    assert!(ledger.revocations.len() > revoked_before);
+    assert!(!broker.provider.accepts(&newest));
 }

@@ -278,7 +278,19 @@ async fn store(app: &App, flow: &Flow, provider: &Provider, tokens: &TokenSet) -
     {
         Ok(()) => {}
         Err(Error::Conflict(_)) if reconnect => {
-            // Revoked (or deleted) while the user was at the provider: its tokens must not live on.
+            // Revoked while the user was at the provider: the grant just made ends too (best
+            // effort, as a delete's), and its tokens must not live on.
+            if let (Some(url), Ok(credentials)) = (
+                &flow.endpoints.revocation_url,
+                app.apps.for_flow(flow).await,
+            ) {
+                let settings = Some(TokenSettings::of(provider));
+                let outcome = app
+                    .tokens
+                    .revoke(provider, url, settings, &credentials, tokens)
+                    .await;
+                tracing::info!(connection_id = %flow.connection_id, outcome = ?outcome, "reconnect of a revoked connection: its new grant revoked");
+            }
             let name = names::connection(
                 &app.config.secret_prefix,
                 &flow.organization_id,
