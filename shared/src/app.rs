@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use crate::auth::KnownKeys;
+use crate::auth::{KeyAdmin, KnownKeys};
 use crate::config::Backend;
 use crate::connection::DocumentCache;
+use crate::events::WebhookStore;
 use crate::provider::{Catalog, Provider, TokenClient};
 use crate::store::dynamodb::DynamoStore;
 #[cfg(feature = "embedded")]
@@ -17,8 +18,33 @@ use crate::store::{
 #[cfg(feature = "embedded")]
 use crate::vault::embedded::EmbeddedVault;
 use crate::vault::secrets_manager::SecretsManagerVault;
-use crate::vault::{AppRegistry, Vault};
+use crate::vault::{AppRegistry, SecretNames, Vault};
 use crate::{Config, Result};
+
+/// Every port an operator's command may use, over one backend ([`App::operator_backend`]).
+pub struct OperatorBackend {
+    pub store: Arc<dyn Store>,
+    pub vault: Arc<dyn Vault>,
+    pub webhooks: Arc<dyn WebhookStore>,
+    pub keys: Arc<dyn KeyAdmin>,
+    pub secret_names: Arc<dyn SecretNames>,
+}
+
+impl OperatorBackend {
+    fn over<S, V>(store: Arc<S>, vault: Arc<V>) -> Self
+    where
+        S: Store + WebhookStore + KeyAdmin + 'static,
+        V: Vault + SecretNames + 'static,
+    {
+        OperatorBackend {
+            store: store.clone(),
+            vault: vault.clone(),
+            webhooks: store.clone(),
+            keys: store,
+            secret_names: vault,
+        }
+    }
+}
 
 /// Wall-clock seconds, with an offset tests can move forward to expire flows whose items remain.
 #[derive(Debug, Clone, Default)]
@@ -83,41 +109,22 @@ impl App {
         })
     }
 
-    /// The names of the vault's secrets under `prefix` (`brokerctl app list`; never a value).
-    pub async fn secret_names(config: &Config, prefix: &str) -> Result<Vec<String>> {
-        match config.backend {
+    /// The configured backend as `brokerctl`'s admin commands see it: the request path's ports
+    /// and the operator's own (webhook endpoints, key administration, secret names), over one
+    /// store and one vault. The functions never call this, so the operator's code stays out of
+    /// their binaries.
+    pub async fn operator_backend(config: &Config) -> Result<OperatorBackend> {
+        Ok(match config.backend {
             Backend::Aws => {
-                Self::aws_backend(config)
-                    .await?
-                    .1
-                    .list_secrets(prefix)
-                    .await
+                let (store, vault) = Self::aws_backend(config).await?;
+                OperatorBackend::over(Arc::new(store), Arc::new(vault))
             }
             #[cfg(feature = "embedded")]
             Backend::Embedded => {
                 let db = Db::open(&config.data_dir)?;
-                EmbeddedVault::open(db, &config.data_dir)?
-                    .list_secrets(prefix)
-                    .await
+                let vault = EmbeddedVault::open(db.clone(), &config.data_dir)?;
+                OperatorBackend::over(Arc::new(EmbeddedStore::new(db)), Arc::new(vault))
             }
-        }
-    }
-
-    /// The configured backend's webhook endpoints (`brokerctl webhooks`, event delivery).
-    pub async fn webhooks(config: &Config) -> Result<Arc<dyn crate::events::WebhookStore>> {
-        Ok(match config.backend {
-            Backend::Aws => Arc::new(Self::aws_backend(config).await?.0),
-            #[cfg(feature = "embedded")]
-            Backend::Embedded => Arc::new(EmbeddedStore::new(Db::open(&config.data_dir)?)),
-        })
-    }
-
-    /// The configured backend's key administration (`brokerctl key list|revoke`).
-    pub async fn key_admin(config: &Config) -> Result<Arc<dyn crate::auth::KeyAdmin>> {
-        Ok(match config.backend {
-            Backend::Aws => Arc::new(Self::aws_backend(config).await?.0),
-            #[cfg(feature = "embedded")]
-            Backend::Embedded => Arc::new(EmbeddedStore::new(Db::open(&config.data_dir)?)),
         })
     }
 

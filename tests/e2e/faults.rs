@@ -308,46 +308,43 @@ async fn initiate_whose_transaction_answer_is_lost_answers_once_with_no_orphan()
     assert_eq!(browser.get(&callback).await.status().as_u16(), 303);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_callback_whose_consuming_write_answer_is_lost_still_finishes_once() {
-    // Given a flow at the provider, and DynamoDB applying the callback's consuming write but
-    // losing its answer
+/// The callback's write `operation` (the consuming `UpdateItem`, or the finishing
+/// `TransactWriteItems`: the flow's outcome and the connection's authorization) is applied but
+/// its answer lost; the SDK's retry is refused by that very write.
+async fn a_callback_whose_write_answer_is_lost_still_finishes_once(operation: &str) -> FaultProxy {
+    // Given a flow at the provider, and DynamoDB losing the answer to one applied write
     let proxy = FaultProxy::in_front_of_emulator().await;
     let broker = Broker::start_through(&proxy.url).await;
     let (mut browser, callback) = broker.flow_at_provider().await;
-    proxy.inject_once("DynamoDB_20120810.UpdateItem", Fault::LoseResponse);
+    proxy.inject_once(operation, Fault::LoseResponse);
 
     // When the callback arrives
     let done = browser.get(&callback).await;
 
-    // Then the broker recognised its own write on the retry and finished the flow, once
+    // Then the broker recognised its own write on the retry and redirected with the references,
+    // after one redemption
     assert_eq!(done.status().as_u16(), 303);
     assert!(query_of(&location(&done)).contains_key("secret_id"));
     assert_eq!(broker.provider.ledger().token_requests.len(), 1);
+    proxy
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_whose_consuming_write_answer_is_lost_still_finishes_once() {
+    a_callback_whose_write_answer_is_lost_still_finishes_once("DynamoDB_20120810.UpdateItem").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_whose_finishing_transaction_answer_is_lost_still_redirects_once() {
-    // Given a flow at the provider, and DynamoDB applying the callback's last write (the flow's
-    // outcome and the connection's authorization, one transaction) but losing its answer
-    let proxy = FaultProxy::in_front_of_emulator().await;
-    let broker = Broker::start_through(&proxy.url).await;
-    let (mut browser, callback) = broker.flow_at_provider().await;
-    proxy.inject_once("DynamoDB_20120810.TransactWriteItems", Fault::LoseResponse);
-
-    // When the callback arrives
-    let done = browser.get(&callback).await;
-
-    // Then the retry, refused by the first write, is recognised as the broker's own change: the
-    // browser is redirected with the references, after one redemption
-    assert_eq!(done.status().as_u16(), 303);
-    assert!(query_of(&location(&done)).contains_key("secret_id"));
+    let proxy = a_callback_whose_write_answer_is_lost_still_finishes_once(
+        "DynamoDB_20120810.TransactWriteItems",
+    )
+    .await;
     assert_eq!(
         proxy.seen("DynamoDB_20120810.TransactWriteItems"),
         3,
         "initiate + 2"
     );
-    assert_eq!(broker.provider.ledger().token_requests.len(), 1);
 }
 
 /// The personal completion's writes are two `UpdateItem`s: the state token's redemption, then

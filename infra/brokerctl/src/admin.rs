@@ -13,7 +13,7 @@ use broker::provider::{Catalog, RevocationStyle};
 use broker::redirect::RedirectUrl;
 use broker::secret::Sensitive;
 use broker::store::Store;
-use broker::vault::{AppCredentials, Vault, names};
+use broker::vault::{AppCredentials, SecretNames, Vault, names};
 use broker::{App, Config, Error, Result};
 
 pub struct Admin {
@@ -22,19 +22,19 @@ pub struct Admin {
     pub vault: Arc<dyn Vault>,
     pub webhooks: Arc<dyn WebhookStore>,
     pub keys: Arc<dyn KeyAdmin>,
+    secret_names: Arc<dyn SecretNames>,
 }
 
 impl Admin {
     pub async fn connect(config: Config) -> Result<Self> {
-        let (store, vault) = App::backend(&config).await?;
-        let webhooks = App::webhooks(&config).await?;
-        let keys = App::key_admin(&config).await?;
+        let backend = App::operator_backend(&config).await?;
         Ok(Admin {
             config,
-            store,
-            vault,
-            webhooks,
-            keys,
+            store: backend.store,
+            vault: backend.vault,
+            webhooks: backend.webhooks,
+            keys: backend.keys,
+            secret_names: backend.secret_names,
         })
     }
 
@@ -183,7 +183,7 @@ impl Admin {
             "{:<24} {:<12} {:<24} {}\n",
             "PROVIDER", "LEVEL", "ORG", "WORKSPACE"
         );
-        for name in App::secret_names(&self.config, &apps).await? {
+        for name in self.secret_names.secret_names(&apps).await? {
             let parts: Vec<&str> = name[apps.len()..].split('/').collect();
             let (level, slug, org, workspace) = match parts.as_slice() {
                 [slug] => ("default", *slug, "-", "-"),

@@ -18,7 +18,7 @@ pub use import::{Import, import};
 pub use lifecycle::{Change, Lease, Transition};
 pub use listing::{ListFilters, ListQuery, Page, list, list_key};
 pub use refresh::{LEASE_SECS, RETRY_AFTER_FAILURE_SECS};
-pub use revoke::{Revocation, TOMBSTONE_SECS, revoke};
+pub use revoke::{Revocation, TOMBSTONE_SECS, revoke, revoke_grant};
 pub use store::ConnectionStore;
 pub use tokens::{TokenOwner, granted_scopes, rewrite_tokens, write_tokens};
 

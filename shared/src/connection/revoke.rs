@@ -8,7 +8,7 @@ use super::document::read_current;
 use super::refresh::{POLL, WAIT, reread};
 use super::{Connection, ConnectionStatus, Transition, access};
 use crate::auth::Caller;
-use crate::provider::RevocationOutcome;
+use crate::provider::{Provider, RevocationOutcome, TokenSet, TokenSettings};
 use crate::vault::names;
 use crate::{App, Error, Result};
 
@@ -115,13 +115,31 @@ async fn at_provider(app: &App, c: &Connection) -> Result<RevocationOutcome> {
             return Ok(RevocationOutcome::Failed);
         }
     };
+    revoke_grant(
+        app,
+        provider,
+        &url,
+        c.token_settings,
+        (&c.organization_id, c.workspace_id.as_deref()),
+        &tokens,
+    )
+    .await
+}
+
+/// Asks the provider at `url` to revoke `tokens`, authenticated as the app configured for
+/// `(organization, workspace)`. Only an unavailable vault is an error (the caller retries);
+/// a missing app or anything the provider does is an outcome.
+pub async fn revoke_grant(
+    app: &App,
+    provider: &Provider,
+    url: &str,
+    settings: Option<TokenSettings>,
+    (organization_id, workspace_id): (&str, Option<&str>),
+    tokens: &TokenSet,
+) -> Result<RevocationOutcome> {
     let credentials = match app
         .apps
-        .credentials(
-            &provider.slug,
-            &c.organization_id,
-            c.workspace_id.as_deref(),
-        )
+        .credentials(&provider.slug, organization_id, workspace_id)
         .await
     {
         Ok(credentials) => credentials,
@@ -129,6 +147,6 @@ async fn at_provider(app: &App, c: &Connection) -> Result<RevocationOutcome> {
         Err(_) => return Ok(RevocationOutcome::Failed),
     };
     app.tokens
-        .revoke(provider, &url, c.token_settings, &credentials, &tokens)
+        .revoke(provider, url, settings, &credentials, tokens)
         .await
 }

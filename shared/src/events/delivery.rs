@@ -3,6 +3,7 @@
 //! answer in between), no redirects, a 10 s timeout, a bounded read; retried with backoff, and
 //! an endpoint that answers 410 Gone disabled.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -65,42 +66,56 @@ pub struct Pump<'a> {
     pub vault: &'a dyn Vault,
 }
 
-/// Delivers what is due at `now` (one attempt each); returns how many were delivered.
+/// Delivers what is due at `now` (one attempt each); returns how many were delivered. Each
+/// organization's endpoints and each endpoint's secrets are read once per round.
 pub async fn pump_once(pump: &Pump<'_>, now: i64) -> Result<usize> {
+    let mut endpoints: HashMap<String, Vec<Endpoint>> = HashMap::new();
+    let mut secrets: HashMap<String, Option<WebhookSecrets>> = HashMap::new();
     let mut delivered = 0;
     for d in pump.outbox.due(now, 64).await? {
-        let endpoint = pump
-            .webhooks
-            .list_webhooks(&d.organization_id)
-            .await?
-            .into_iter()
-            .find(|e| e.id == d.endpoint_id);
-        let outcome = match endpoint {
-            Some(endpoint) if !endpoint.disabled => {
-                let name = endpoint.secret_name(&pump.config.secret_prefix);
-                let secrets: WebhookSecrets = match pump.vault.get_secret(&name).await? {
-                    Some(raw) => serde_json::from_str(raw.expose()).map_err(Error::internal)?,
-                    None => {
-                        tracing::warn!(endpoint_id = %endpoint.id, "webhook endpoint has no secret");
-                        pump.outbox.settle(&d, Outcome::Dead, now).await?;
-                        continue;
-                    }
-                };
-                let outcome = attempt(pump.config, &endpoint, &secrets, &d, now).await;
-                if outcome == Outcome::Gone {
-                    let disabled = Endpoint {
-                        disabled: true,
-                        ..endpoint
-                    };
-                    pump.webhooks.put_webhook(&disabled).await?;
-                    tracing::warn!(endpoint_id = %disabled.id, "webhook endpoint answered 410: disabled");
-                }
-                outcome
-            }
-            _ => Outcome::Dead,
+        if !endpoints.contains_key(&d.organization_id) {
+            let listed = pump.webhooks.list_webhooks(&d.organization_id).await?;
+            endpoints.insert(d.organization_id.clone(), listed);
+        }
+        let endpoint = endpoints[&d.organization_id]
+            .iter()
+            .find(|e| e.id == d.endpoint_id && !e.disabled)
+            .cloned();
+        let Some(endpoint) = endpoint else {
+            pump.outbox.settle(&d, Outcome::Dead, now).await?;
+            continue;
         };
-        if outcome == Outcome::Delivered {
-            delivered += 1;
+        if !secrets.contains_key(&endpoint.id) {
+            let name = endpoint.secret_name(&pump.config.secret_prefix);
+            let read = match pump.vault.get_secret(&name).await? {
+                Some(raw) => Some(serde_json::from_str(raw.expose()).map_err(Error::internal)?),
+                None => None,
+            };
+            secrets.insert(endpoint.id.clone(), read);
+        }
+        let Some(signing) = &secrets[&endpoint.id] else {
+            tracing::warn!(endpoint_id = %endpoint.id, "webhook endpoint has no secret");
+            pump.outbox.settle(&d, Outcome::Dead, now).await?;
+            continue;
+        };
+        let outcome = attempt(pump.config, &endpoint, signing, &d, now).await;
+        match outcome {
+            Outcome::Delivered => delivered += 1,
+            Outcome::Gone => {
+                let disabled = Endpoint {
+                    disabled: true,
+                    ..endpoint
+                };
+                pump.webhooks.put_webhook(&disabled).await?;
+                tracing::warn!(endpoint_id = %disabled.id, "webhook endpoint answered 410: disabled");
+                // The rest of this round sees it disabled too.
+                if let Some(listed) = endpoints.get_mut(&d.organization_id) {
+                    for e in listed.iter_mut().filter(|e| e.id == disabled.id) {
+                        e.disabled = true;
+                    }
+                }
+            }
+            Outcome::Retry(_) | Outcome::Dead => {}
         }
         pump.outbox.settle(&d, outcome, now).await?;
     }

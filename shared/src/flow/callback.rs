@@ -5,7 +5,8 @@ use url::Url;
 
 use super::{Claim, Flow, FlowKind, FlowStatus, StateToken, binding_cookie_name, is_handle};
 use crate::connection::{
-    Change, ConnectionStatus, TokenOwner, TokenSettings, Transition, granted_scopes, write_tokens,
+    Change, ConnectionStatus, TokenOwner, TokenSettings, Transition, granted_scopes, revoke_grant,
+    write_tokens,
 };
 use crate::crypto::{random_token, sha256_hex};
 use crate::provider::{Provider, TokenSet};
@@ -280,15 +281,16 @@ async fn store(app: &App, flow: &Flow, provider: &Provider, tokens: &TokenSet) -
         Err(Error::Conflict(_)) if reconnect => {
             // Revoked while the user was at the provider: the grant just made ends too (best
             // effort, as a delete's), and its tokens must not live on.
-            if let (Some(url), Ok(credentials)) = (
-                &flow.endpoints.revocation_url,
-                app.apps.for_flow(flow).await,
-            ) {
-                let settings = Some(TokenSettings::of(provider));
-                let outcome = app
-                    .tokens
-                    .revoke(provider, url, settings, &credentials, tokens)
-                    .await;
+            if let Some(url) = &flow.endpoints.revocation_url {
+                let outcome = revoke_grant(
+                    app,
+                    provider,
+                    url,
+                    Some(TokenSettings::of(provider)),
+                    (&flow.organization_id, flow.workspace_id.as_deref()),
+                    tokens,
+                )
+                .await;
                 tracing::info!(connection_id = %flow.connection_id, outcome = ?outcome, "reconnect of a revoked connection: its new grant revoked");
             }
             let name = names::connection(

@@ -11,7 +11,7 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use rusqlite::{OptionalExtension, params};
 
-use super::Vault;
+use super::{SecretNames, Vault};
 use crate::crypto::{Sealer, random_bytes};
 use crate::secret::Sensitive;
 use crate::store::embedded::Db;
@@ -171,10 +171,9 @@ impl Vault for EmbeddedVault {
     }
 }
 
-impl EmbeddedVault {
-    /// The names (never the values) of the secrets whose name starts with `prefix`, sorted:
-    /// for `brokerctl` only, so it stays out of the functions' binaries (no trait method).
-    pub async fn list_secrets(&self, prefix: &str) -> Result<Vec<String>> {
+#[async_trait]
+impl SecretNames for EmbeddedVault {
+    async fn secret_names(&self, prefix: &str) -> Result<Vec<String>> {
         self.db.with(|c| {
             c.prepare_cached(
                 "SELECT name FROM secrets WHERE substr(name, 1, length(?1)) = ?1 ORDER BY name",

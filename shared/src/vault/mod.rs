@@ -47,6 +47,14 @@ pub trait Vault: Send + Sync {
     async fn sealer(&self) -> Result<Arc<Sealer>>;
 }
 
+/// The operator's view of the vault (`brokerctl app list`): names, never values. Not a port of
+/// the request path, so the functions' binaries do not carry it.
+#[async_trait]
+pub trait SecretNames: Send + Sync {
+    /// The names of the secrets whose name starts with `prefix`, sorted.
+    async fn secret_names(&self, prefix: &str) -> Result<Vec<String>>;
+}
+
 /// A provider app's OAuth client registration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AppCredentials {

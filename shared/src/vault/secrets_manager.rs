@@ -6,7 +6,7 @@ use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, Tag};
 
 use std::sync::Arc;
 
-use super::{Vault, names, sdk_error};
+use super::{SecretNames, Vault, names, sdk_error};
 use crate::crypto::{Sealer, random_token};
 use crate::secret::Sensitive;
 use crate::{Error, Result};
@@ -169,10 +169,9 @@ impl Vault for SecretsManagerVault {
     }
 }
 
-impl SecretsManagerVault {
-    /// The names (never the values) of the secrets whose name starts with `prefix`, sorted:
-    /// for `brokerctl` only, so it stays out of the functions' binaries (no trait method).
-    pub async fn list_secrets(&self, prefix: &str) -> Result<Vec<String>> {
+#[async_trait]
+impl SecretNames for SecretsManagerVault {
+    async fn secret_names(&self, prefix: &str) -> Result<Vec<String>> {
         let filter = Filter::builder()
             .key(FilterNameStringType::Name)
             .values(prefix)
