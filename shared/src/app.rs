@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use crate::auth::{KeyAdmin, KnownKeys};
 use crate::config::Backend;
 use crate::connection::DocumentCache;
-use crate::events::WebhookStore;
+use crate::events::stream::{STREAM_WAITS, StreamDelivery};
+use crate::events::{SqsDeadLetters, WebhookStore};
 use crate::provider::{Catalog, Provider, TokenClient};
 use crate::store::dynamodb::DynamoStore;
 #[cfg(feature = "embedded")]
@@ -42,6 +43,48 @@ impl OperatorBackend {
             webhooks: store.clone(),
             keys: store,
             secret_names: vault,
+        }
+    }
+}
+
+/// The `events` function's ports (AWS only): the endpoints and the delivery ledger in the table,
+/// their secrets in the vault, the dead-letter queue.
+pub struct EventsBackend {
+    pub config: Config,
+    pub store: DynamoStore,
+    pub vault: SecretsManagerVault,
+    pub dead_letters: SqsDeadLetters,
+}
+
+impl EventsBackend {
+    pub async fn from_env() -> Result<Self> {
+        Self::new(Config::from_env()?, &crate::aws::sdk_config().await?)
+    }
+
+    pub fn new(config: Config, sdk: &aws_config::SdkConfig) -> Result<Self> {
+        let queue = config.events_dlq_url.clone().ok_or_else(|| {
+            crate::Error::validation("BROKER_EVENTS_DLQ_URL is required by the events function")
+        })?;
+        let (store, vault) = App::aws_backend_from(&config, sdk);
+        let sqs = aws_sdk_sqs::Client::from_conf(crate::aws::sqs_config(sdk).build());
+        Ok(EventsBackend {
+            store,
+            vault,
+            dead_letters: SqsDeadLetters::new(sqs, &queue),
+            config,
+        })
+    }
+
+    /// The delivery over these ports, with the function's waits and timeout.
+    pub fn delivery(&self) -> StreamDelivery<'_> {
+        StreamDelivery {
+            config: &self.config,
+            webhooks: &self.store,
+            vault: &self.vault,
+            ledger: &self.store,
+            dead_letters: &self.dead_letters,
+            waits: &STREAM_WAITS,
+            timeout: crate::events::delivery::TIMEOUT,
         }
     }
 }
@@ -132,16 +175,23 @@ impl App {
     /// client with its time budget.
     async fn aws_backend(config: &Config) -> Result<(DynamoStore, SecretsManagerVault)> {
         let sdk = crate::aws::sdk_config().await?;
-        let dynamodb = crate::aws::dynamodb_config(&sdk).build();
-        let secrets = crate::aws::secrets_manager_config(&sdk).build();
-        Ok((
+        Ok(Self::aws_backend_from(config, &sdk))
+    }
+
+    fn aws_backend_from(
+        config: &Config,
+        sdk: &aws_config::SdkConfig,
+    ) -> (DynamoStore, SecretsManagerVault) {
+        let dynamodb = crate::aws::dynamodb_config(sdk).build();
+        let secrets = crate::aws::secrets_manager_config(sdk).build();
+        (
             DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(dynamodb), &config.table),
             SecretsManagerVault::new(
                 aws_sdk_secretsmanager::Client::from_conf(secrets),
                 config.kms_key_id.clone(),
                 &config.secret_prefix,
             ),
-        ))
+        )
     }
 
     pub fn assemble(

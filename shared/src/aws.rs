@@ -69,6 +69,11 @@ pub fn secrets_manager_config(sdk: &SdkConfig) -> aws_sdk_secretsmanager::config
         .timeout_config(budget(SECRETS_MANAGER_ATTEMPT, SECRETS_MANAGER_CALL))
 }
 
+/// SQS's client configuration (the events function's dead-letter queue), DynamoDB's budget.
+pub fn sqs_config(sdk: &SdkConfig) -> aws_sdk_sqs::config::Builder {
+    aws_sdk_sqs::config::Builder::from(sdk).timeout_config(budget(DYNAMODB_ATTEMPT, DYNAMODB_CALL))
+}
+
 fn budget(attempt: Duration, call: Duration) -> TimeoutConfig {
     TimeoutConfig::builder()
         .connect_timeout(CONNECT_TIMEOUT)

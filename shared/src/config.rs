@@ -55,6 +55,9 @@ pub struct Config {
     pub providers_file: Option<PathBuf>,
     pub allow_loopback_http: bool,
     pub data_dir: PathBuf,
+    /// The SQS queue the `events` function sends undeliverable events to
+    /// (`BROKER_EVENTS_DLQ_URL`, AWS only).
+    pub events_dlq_url: Option<String>,
 }
 
 impl Config {
@@ -128,6 +131,7 @@ impl Config {
             data_dir: var("BROKER_DATA_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(".broker")),
+            events_dlq_url: var("BROKER_EVENTS_DLQ_URL"),
         };
         config.check_url_policy(&config.public_url, "BROKER_PUBLIC_URL")?;
         Ok(config)

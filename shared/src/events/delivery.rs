@@ -16,7 +16,8 @@ use crate::{Config, Error, Result};
 
 /// Retry delays after the 1st, 2nd, ... failed attempt; after the last, the delivery is dead.
 pub const BACKOFF_SECS: [i64; 8] = [5, 30, 120, 600, 1_800, 7_200, 18_000, 36_000];
-const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an endpoint has to answer (DESIGN §4.7).
+pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// What is read of an endpoint's answer (and then dropped).
 const MAX_ANSWER: usize = 64 * 1024;
 
@@ -86,11 +87,7 @@ pub async fn pump_once(pump: &Pump<'_>, now: i64) -> Result<usize> {
             continue;
         };
         if !secrets.contains_key(&endpoint.id) {
-            let name = endpoint.secret_name(&pump.config.secret_prefix);
-            let read = match pump.vault.get_secret(&name).await? {
-                Some(raw) => Some(serde_json::from_str(raw.expose()).map_err(Error::internal)?),
-                None => None,
-            };
+            let read = read_secrets(pump.vault, pump.config, &endpoint).await?;
             secrets.insert(endpoint.id.clone(), read);
         }
         let Some(signing) = &secrets[&endpoint.id] else {
@@ -98,7 +95,11 @@ pub async fn pump_once(pump: &Pump<'_>, now: i64) -> Result<usize> {
             pump.outbox.settle(&d, Outcome::Dead, now).await?;
             continue;
         };
-        let outcome = attempt(pump.config, &endpoint, signing, &d, now).await;
+        let outcome = schedule(
+            attempt(pump.config, &endpoint, signing, &d, TIMEOUT, now).await,
+            d.attempts,
+            now,
+        );
         match outcome {
             Outcome::Delivered => delivered += 1,
             Outcome::Gone => {
@@ -122,25 +123,70 @@ pub async fn pump_once(pump: &Pump<'_>, now: i64) -> Result<usize> {
     Ok(delivered)
 }
 
-/// One signed POST of `d` to `endpoint`.
+/// An endpoint's signing secrets from the vault; `None` when they are missing.
+pub async fn read_secrets(
+    vault: &dyn Vault,
+    config: &Config,
+    endpoint: &Endpoint,
+) -> Result<Option<WebhookSecrets>> {
+    match vault
+        .get_secret(&endpoint.secret_name(&config.secret_prefix))
+        .await?
+    {
+        Some(raw) => Ok(Some(
+            serde_json::from_str(raw.expose()).map_err(Error::internal)?,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// How the endpoint answered one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Delivered,
+    /// 410 Gone.
+    Gone,
+    /// Not sent: the address is not allowed (after resolution), or the secret is unusable.
+    Refused,
+    /// Not taken (a timeout, a refused connection, 429, 5xx, ...); try again, after
+    /// `retry_after` seconds if the endpoint said so.
+    Failed {
+        retry_after: Option<i64>,
+    },
+}
+
+/// The embedded outbox's schedule: the next attempt after [`BACKOFF_SECS`] (or a longer
+/// `Retry-After`, up to a day), dead when they are used up.
+pub fn schedule(answer: Answer, attempts: u32, now: i64) -> Outcome {
+    match answer {
+        Answer::Delivered => Outcome::Delivered,
+        Answer::Gone => Outcome::Gone,
+        Answer::Refused => Outcome::Dead,
+        Answer::Failed { retry_after } => match BACKOFF_SECS.get(attempts as usize) {
+            Some(delay) => Outcome::Retry(now + retry_after.unwrap_or(0).clamp(*delay, 86_400)),
+            None => Outcome::Dead,
+        },
+    }
+}
+
+/// One signed POST of `d` to `endpoint`, answered within `timeout`; `now` decides which
+/// secrets sign (a rotated one, during its grace period, too).
 pub async fn attempt(
     config: &Config,
     endpoint: &Endpoint,
     secrets: &WebhookSecrets,
     d: &Delivery,
+    timeout: Duration,
     now: i64,
-) -> Outcome {
-    let retry = |after: Option<i64>| match BACKOFF_SECS.get(d.attempts as usize) {
-        Some(delay) => Outcome::Retry(now + after.unwrap_or(0).clamp(*delay, 86_400)),
-        None => Outcome::Dead,
-    };
-    let client = match client_for(config, &endpoint.url).await {
+) -> Answer {
+    let failed = Answer::Failed { retry_after: None };
+    let client = match client_for(config, &endpoint.url, timeout).await {
         Ok(client) => client,
         Err(Error::Validation { .. }) => {
             tracing::warn!(endpoint_id = %endpoint.id, "webhook address refused after resolution");
-            return Outcome::Dead;
+            return Answer::Refused;
         }
-        Err(_) => return retry(None),
+        Err(_) => return failed,
     };
     // The specification's timestamp is the sender's clock, which receivers compare with theirs.
     let timestamp = chrono::Utc::now().timestamp();
@@ -150,7 +196,7 @@ pub async fn attempt(
             .and_then(|w| w.sign(&d.event_id, timestamp, d.body.as_bytes()));
         match signed {
             Ok(s) => signatures.push(s),
-            Err(_) => return Outcome::Dead,
+            Err(_) => return Answer::Refused,
         }
     }
     let sent = client
@@ -170,7 +216,7 @@ pub async fn attempt(
         .await;
     let mut response = match sent {
         Ok(r) => r,
-        Err(_) => return retry(None),
+        Err(_) => return failed,
     };
     let status = response.status().as_u16();
     let retry_after = response
@@ -186,9 +232,9 @@ pub async fn attempt(
         }
     }
     match status {
-        200..=299 => Outcome::Delivered,
-        410 => Outcome::Gone,
-        _ => retry(retry_after),
+        200..=299 => Answer::Delivered,
+        410 => Answer::Gone,
+        _ => Answer::Failed { retry_after },
     }
 }
 
@@ -219,12 +265,12 @@ pub async fn resolve_checked(config: &Config, raw: &str) -> Result<(String, Vec<
 
 /// A client bound to the endpoint's checked addresses, so a name cannot answer differently
 /// between the check and the connection.
-async fn client_for(config: &Config, raw: &str) -> Result<reqwest::Client> {
+async fn client_for(config: &Config, raw: &str, timeout: Duration) -> Result<reqwest::Client> {
     let (bare, addrs) = resolve_checked(config, raw).await?;
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .timeout(TIMEOUT)
-        .connect_timeout(Duration::from_secs(3))
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(3)))
         .resolve_to_addrs(&bare, &addrs)
         .user_agent(concat!("oauth-broker/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -276,8 +322,8 @@ mod tests {
             attempts: 0,
         };
         assert_eq!(
-            attempt(&strict, &endpoint, &secrets, &d, 0).await,
-            Outcome::Dead
+            attempt(&strict, &endpoint, &secrets, &d, TIMEOUT, 0).await,
+            Answer::Refused
         );
     }
 }

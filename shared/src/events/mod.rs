@@ -3,19 +3,25 @@
 //!
 //! An event is made where the change is made (the one conditional [`Transition`]); on the
 //! embedded backend it is written to an outbox in the same SQLite transaction and delivered by
-//! `brokerctl serve` ([`delivery`]).
+//! `brokerctl serve` ([`delivery`]); on AWS the table's stream feeds the `events` function
+//! ([`stream`]), which computes the same event from the item's old and new images.
 
 pub mod delivery;
 mod endpoint;
+mod sqs;
+pub mod stream;
 
-pub use delivery::{Delivery, EventOutbox, Outcome, Pump, pump_once, resolve_checked};
+pub use delivery::{
+    Answer, Delivery, EventOutbox, Outcome, Pump, attempt, pump_once, resolve_checked, schedule,
+};
 pub use endpoint::{
     Endpoint, WebhookSecrets, WebhookStore, check_address, check_url, new_endpoint, rotate,
 };
+pub use sqs::SqsDeadLetters;
 
 use serde::{Deserialize, Serialize};
 
-use crate::connection::{Connection, ConnectionStatus, Transition};
+use crate::connection::{Connection, ConnectionStatus};
 
 /// What happened to a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -78,14 +84,12 @@ pub struct Event {
     pub created_at: i64,
 }
 
-/// The event `t` made when it turned `before` into `after`: one per status change, and one per
-/// failed refresh (the status stays). A change that sets nothing a platform watches makes none.
-pub fn of_transition(
-    before: ConnectionStatus,
-    after: &Connection,
-    t: &Transition,
-) -> Option<Event> {
-    let event_type = if before != after.status {
+/// The event of a connection changing from `before` to `after`: one per status change, and one
+/// per failed refresh (the status stays). A change that sets nothing a platform watches makes
+/// none. Both backends call it on the same pair: the embedded one inside the transition's
+/// transaction, the stream reader on the item's old and new images.
+pub fn of_change(before: &Connection, after: &Connection) -> Option<Event> {
+    let event_type = if before.status != after.status {
         match after.status {
             ConnectionStatus::Authorized => EventType::Authorized,
             ConnectionStatus::Active => EventType::Active,
@@ -94,7 +98,7 @@ pub fn of_transition(
             ConnectionStatus::Revoked => EventType::Revoked,
             ConnectionStatus::Pending => return None,
         }
-    } else if t.change.refresh_failures.is_some_and(|n| n > 0) {
+    } else if after.refresh_failures > before.refresh_failures {
         EventType::RefreshFailed
     } else {
         return None;
@@ -106,14 +110,14 @@ pub fn of_transition(
     };
     let body = serde_json::json!({
         "type": event_type.as_str(),
-        "timestamp": crate::api::dialect::rfc3339(t.at),
+        "timestamp": crate::api::dialect::rfc3339(after.updated_at),
         "data": {
             "connection_id": after.id,
             "organization_id": after.organization_id,
             "workspace_id": after.workspace_id,
             "provider": after.provider,
             "status": after.status.as_str(),
-            "previous_status": before.as_str(),
+            "previous_status": before.status.as_str(),
             "reason": reason,
         }
     });
@@ -131,7 +135,7 @@ pub fn of_transition(
         organization_id: after.organization_id.clone(),
         connection_id: after.id.clone(),
         body: body.to_string(),
-        created_at: t.at,
+        created_at: after.updated_at,
     })
 }
 

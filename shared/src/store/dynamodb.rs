@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
     KeyType, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType,
-    TimeToLiveSpecification, TransactWriteItem, Update,
+    StreamSpecification, StreamViewType, TimeToLiveSpecification, TransactWriteItem, Update,
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use serde::Serialize;
@@ -25,6 +25,7 @@ use crate::auth::{ApiKeyRecord, KeyAdmin};
 use crate::connection::{Connection, ListQuery, Transition, list_key};
 use crate::crypto::sha256_hex;
 use crate::events::Endpoint;
+use crate::events::stream::{DeliveryLedger, LedgerEntry};
 use crate::flow::{Claim, Flow, FlowStatus, StateToken};
 use crate::org::Org;
 use crate::source::Source;
@@ -296,6 +297,14 @@ impl DynamoStore {
             .key_schema(key("sk", KeyType::Range)?)
             .global_secondary_indexes(index("gsi1")?)
             .global_secondary_indexes(index("gsi2")?)
+            // The events function reads connection changes from the stream (DESIGN §4.7).
+            .stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::NewAndOldImages)
+                    .build()
+                    .map_err(Error::internal)?,
+            )
             .send()
             .await;
         match created {
@@ -909,6 +918,19 @@ impl WebhookStore for DynamoStore {
             Err(e) if is_condition_failure(&e) => Ok(false),
             Err(e) => Err(sdk_error("DeleteItem", e)),
         }
+    }
+}
+
+#[async_trait]
+impl DeliveryLedger for DynamoStore {
+    async fn ledger_entry(&self, event_id: &str, endpoint_id: &str) -> Result<Option<LedgerEntry>> {
+        self.get(keys::delivery(event_id, endpoint_id)).await
+    }
+
+    async fn put_ledger_entry(&self, entry: &LedgerEntry) -> Result<()> {
+        let item = to_item(keys::delivery(&entry.event_id, &entry.endpoint_id), entry)?;
+        self.put(item, false).await?;
+        Ok(())
     }
 }
 

@@ -222,11 +222,11 @@ fn apply_transition(tx: &rusqlite::Connection, t: &Transition) -> Result<Outcome
     let key = keys::connection(&t.organization_id, &t.connection_id);
     let mut before = None;
     let outcome = modify_in(tx, &key, false, |c: &mut Connection| {
-        before = Some(c.status);
+        before = Some(c.clone());
         t.apply(c)
     })?;
-    if let (Outcome::Applied(after), Some(before)) = (&outcome, before)
-        && let Some(event) = events::of_transition(before, after, t)
+    if let (Outcome::Applied(after), Some(before)) = (&outcome, &before)
+        && let Some(event) = events::of_change(before, after)
     {
         tx.prepare_cached(
             "INSERT INTO outbox (id, type, organization_id, connection_id, body, created_at) \

@@ -52,4 +52,7 @@ pub(crate) mod keys {
     pub fn webhook(org: &str, id: &str) -> String {
         format!("WEBHOOK#{org}#{id}")
     }
+    pub fn delivery(event_id: &str, endpoint_id: &str) -> String {
+        format!("DELIVERY#{event_id}#{endpoint_id}")
+    }
 }
