@@ -4,7 +4,7 @@
 
 /// The AWS actions this function's code calls (endpoints listed, a 410's endpoint disabled, the
 /// delivery ledger read and written; endpoint secrets read; dead letters sent). The stream's own
-/// read actions are the event source mapping's, granted in `template.yaml` beside these.
+/// read actions are the event source mapping's ([`MAPPING_ACTIONS`]).
 pub const AWS_ACTIONS: &[&str] = &[
     "dynamodb:GetItem",
     "dynamodb:PutItem",
@@ -12,4 +12,12 @@ pub const AWS_ACTIONS: &[&str] = &[
     "secretsmanager:GetSecretValue",
     "sqs:SendMessage",
     "kms:Decrypt",
+];
+
+/// What the event source mapping does with the function's role: read the table's stream.
+pub const MAPPING_ACTIONS: &[&str] = &[
+    "dynamodb:DescribeStream",
+    "dynamodb:GetRecords",
+    "dynamodb:GetShardIterator",
+    "dynamodb:ListStreams",
 ];
