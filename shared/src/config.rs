@@ -58,6 +58,9 @@ pub struct Config {
     /// The SQS queue the `events` function sends undeliverable events to
     /// (`BROKER_EVENTS_DLQ_URL`, AWS only).
     pub events_dlq_url: Option<String>,
+    /// A connection whose tokens were not refreshed for this many days is refreshed by the
+    /// keep-alive sweep (`BROKER_KEEPALIVE_DAYS`, default 7): providers end idle grants.
+    pub keepalive_days: i64,
 }
 
 impl Config {
@@ -132,6 +135,16 @@ impl Config {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(".broker")),
             events_dlq_url: var("BROKER_EVENTS_DLQ_URL"),
+            keepalive_days: match var("BROKER_KEEPALIVE_DAYS") {
+                None => 7,
+                Some(v) => v
+                    .parse()
+                    .ok()
+                    .filter(|d| (1..=365).contains(d))
+                    .ok_or_else(|| {
+                        Error::validation("BROKER_KEEPALIVE_DAYS must be a number of days, 1..=365")
+                    })?,
+            },
         };
         config.check_url_policy(&config.public_url, "BROKER_PUBLIC_URL")?;
         Ok(config)

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Connection, ConnectionStatus, TokenOwner, TokenSettings, write_tokens};
+use super::{Connection, ConnectionStatus, KeepAlive, TokenOwner, TokenSettings, write_tokens};
 use crate::auth::Caller;
 use crate::crypto::random_bytes;
 use crate::provider::TokenSet;
@@ -82,6 +82,8 @@ pub async fn import(app: &App, caller: &Caller, req: Import) -> Result<Connectio
         )
         .await?;
         connection.secret_id = Some(secret_id);
+        // Without a refresh token: the sweep announces the token's end.
+        connection.keepalive = Some(KeepAlive::issued(&app.config, Some(provider), &tokens, now));
     }
     app.connections.create_connection(&connection).await?;
     tracing::info!(provider = %connection.provider, connection_id = %connection.id, "connection imported");

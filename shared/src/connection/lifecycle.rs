@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Connection, ConnectionStatus, TokenSettings};
+use super::{Connection, ConnectionStatus, KeepAlive, TokenSettings};
 use crate::provider::{Endpoints, RevocationOutcome};
 
 /// A refresh in progress: its holder and until when others leave the tokens to it. The lease is
@@ -65,6 +65,8 @@ pub struct Change {
     /// The item's TTL (a tombstone's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keepalive: Option<KeepAlive>,
     /// Removes the refresh lease (DynamoDB: a `REMOVE`, hence not serialized).
     #[serde(skip)]
     pub release_lease: bool,
@@ -88,6 +90,11 @@ impl Transition {
             change: Change::default(),
             at,
         }
+    }
+
+    /// Whether the connection stays on the sweep's schedule: usable ones only.
+    pub fn sweeps(&self) -> bool {
+        ConnectionStatus::USABLE.contains(&self.to)
     }
 
     /// Whether `connection`, as stored, may take this transition.
@@ -118,6 +125,7 @@ impl Transition {
             sealed_document,
             provider_revocation,
             expires_at,
+            keepalive,
             release_lease,
         } = self.change.clone();
         connection.status = self.to;
@@ -165,6 +173,15 @@ impl Transition {
         if release_lease {
             connection.refresh_lease = None;
         }
+        if keepalive.is_some() {
+            connection.keepalive = keepalive;
+        }
+        // Only usable connections are swept (DynamoDB removes them from the sweep's index).
+        if !self.sweeps()
+            && let Some(k) = &mut connection.keepalive
+        {
+            k.next = None;
+        }
         true
     }
 }
@@ -210,6 +227,12 @@ mod tests {
             sealed_document: Some(Some("sealed".into())),
             provider_revocation: Some(RevocationOutcome::Failed),
             expires_at: Some(4),
+            keepalive: Some(KeepAlive {
+                next: Some(3),
+                refresh_token: true,
+                refresh_token_expires_at: Some(100),
+                warned_for: None,
+            }),
             release_lease: false,
         }
     }
@@ -235,6 +258,23 @@ mod tests {
             (c.status, c.version, c.updated_at),
             (ConnectionStatus::Authorized, 1, 5)
         );
+    }
+
+    #[test]
+    fn a_connection_no_longer_usable_leaves_the_sweeps_schedule() {
+        let mut c = pending();
+        c.status = ConnectionStatus::Active;
+        c.keepalive = full_change().keepalive;
+        let t = Transition::new(
+            "org",
+            "conn_1",
+            ConnectionStatus::USABLE,
+            ConnectionStatus::ReauthorizationRequired,
+            5,
+        );
+        assert!(t.apply(&mut c));
+        assert_eq!(c.keepalive.as_ref().unwrap().next, None);
+        assert!(c.keepalive.unwrap().refresh_token);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod access;
 mod document;
 mod import;
+pub mod keepalive;
 mod lifecycle;
 mod listing;
 mod refresh;
@@ -15,6 +16,7 @@ mod tokens;
 pub use access::{AccessToken, get, token};
 pub use document::DocumentCache;
 pub use import::{Import, import};
+pub use keepalive::{KeepAlive, SweepReport, sweep};
 pub use lifecycle::{Change, Lease, Transition};
 pub use listing::{ListFilters, ListQuery, Page, list, list_key};
 pub use refresh::{LEASE_SECS, RETRY_AFTER_FAILURE_SECS};
@@ -159,6 +161,9 @@ pub struct Connection {
     /// tombstone only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
+    /// When the keep-alive sweep looks at it next, and what it knows of the tokens (never one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keepalive: Option<KeepAlive>,
     /// An integer id, for connections imported through authentik's API shape (its `pk`). Not
     /// named `pk`: that is the table's partition key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -201,6 +206,7 @@ impl Connection {
             token_settings: None,
             provider_revocation: None,
             expires_at: None,
+            keepalive: None,
             numeric_id: None,
             created_at: now,
             updated_at: now,

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::document::{document, read_current, sealing_place};
+use super::keepalive::SWEEP_INTERVAL_SECS;
 use super::{
-    Change, Connection, ConnectionStatus, Lease, TokenOwner, Transition, granted_scopes,
+    Change, Connection, ConnectionStatus, KeepAlive, Lease, TokenOwner, Transition, granted_scopes,
     rewrite_tokens,
 };
 use crate::crypto::{Sealer, random_token};
@@ -208,6 +209,11 @@ async fn refresh_held(
         .await;
     match answer {
         Ok(mut tokens) => {
+            let now = app.clock.now();
+            // A new refresh token restarts the provider's lifetime count; the same one does not.
+            let rotated = tokens.refresh_token.as_ref().is_some_and(|new| {
+                current.refresh_token.as_ref().map(|old| old.expose()) != Some(new.expose())
+            });
             // Providers that do not rotate answer without a refresh token: the old one stays.
             if tokens.refresh_token.is_none() {
                 tokens.refresh_token = current.refresh_token;
@@ -224,8 +230,12 @@ async fn refresh_held(
                 token_expires_at: Some(tokens.expires_at),
                 scopes: tokens.scope.as_deref().map(granted_scopes),
                 metadata: Some(tokens.metadata.clone()),
-                last_refreshed_at: Some(app.clock.now()),
+                last_refreshed_at: Some(now),
                 refresh_failures: Some(0),
+                keepalive: Some(match &leased.keepalive {
+                    Some(k) if !rotated => k.refreshed(&app.config, tokens.expires_at, now),
+                    _ => KeepAlive::issued(&app.config, Some(provider), &tokens, now),
+                }),
                 ..kept
             };
             let after = release(app, &leased, leased.status, change).await?;
@@ -249,9 +259,15 @@ async fn refresh_held(
             Err(Error::ReauthorizationRequired)
         }
         Err(e) => {
+            let now = app.clock.now();
             let change = Change {
                 refresh_failures: Some(leased.refresh_failures + 1),
-                refresh_retry_at: Some(app.clock.now() + RETRY_AFTER_FAILURE_SECS),
+                refresh_retry_at: Some(now + RETRY_AFTER_FAILURE_SECS),
+                // The sweep tries again at its next run, behind what else is due.
+                keepalive: leased.keepalive.clone().map(|k| KeepAlive {
+                    next: Some(now + SWEEP_INTERVAL_SECS),
+                    ..k
+                }),
                 ..Change::default()
             };
             let after = release(app, &leased, leased.status, change).await?;

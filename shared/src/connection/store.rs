@@ -22,4 +22,8 @@ pub trait ConnectionStore: Send + Sync {
     /// Up to `query.limit` connections, newest first, from an index (never a scan of every
     /// item), and whether more follow.
     async fn list_connections(&self, query: &ListQuery) -> Result<(Vec<Connection>, bool)>;
+
+    /// Up to `limit` connections the keep-alive sweep should look at by `now`
+    /// ([`super::KeepAlive::next`]), soonest first, from an index (never a scan).
+    async fn due_for_sweep(&self, now: i64, limit: usize) -> Result<Vec<Connection>>;
 }

@@ -100,12 +100,28 @@ pub fn of_change(before: &Connection, after: &Connection) -> Option<Event> {
         }
     } else if after.refresh_failures > before.refresh_failures {
         EventType::RefreshFailed
+    } else if let Some(expiry) = warned(after)
+        && warned(before) != Some(expiry)
+    {
+        EventType::Expiring
     } else {
         return None;
     };
     let reason = match event_type {
-        EventType::ReauthorizationRequired => Some("the provider refused the refresh token"),
-        EventType::RefreshFailed => Some("the refresh failed; it is retried later"),
+        EventType::ReauthorizationRequired => {
+            Some("the provider refused the refresh token".to_string())
+        }
+        EventType::RefreshFailed => Some("the refresh failed; it is retried later".to_string()),
+        EventType::Expiring => warned(after).map(|at| {
+            let what = match after.keepalive.as_ref().is_some_and(|k| k.refresh_token) {
+                true => "the refresh token reaches the provider's lifetime limit",
+                false => "the token expires and there is no refresh token",
+            };
+            format!(
+                "{what} at {}; reconnect before then",
+                crate::api::dialect::rfc3339(at)
+            )
+        }),
         _ => None,
     };
     let body = serde_json::json!({
@@ -137,6 +153,11 @@ pub fn of_change(before: &Connection, after: &Connection) -> Option<Event> {
         body: body.to_string(),
         created_at: after.updated_at,
     })
+}
+
+/// The expiry a `connection.expiring` was sent for.
+fn warned(c: &Connection) -> Option<i64> {
+    c.keepalive.as_ref().and_then(|k| k.warned_for)
 }
 
 /// A configuration for the events tests: a public URL, and loopback `http` allowed or not.

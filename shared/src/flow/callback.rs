@@ -5,8 +5,8 @@ use url::Url;
 
 use super::{Claim, Flow, FlowKind, FlowStatus, StateToken, binding_cookie_name, is_handle};
 use crate::connection::{
-    Change, ConnectionStatus, TokenOwner, TokenSettings, Transition, granted_scopes, revoke_grant,
-    write_tokens,
+    Change, ConnectionStatus, KeepAlive, TokenOwner, TokenSettings, Transition, granted_scopes,
+    revoke_grant, write_tokens,
 };
 use crate::crypto::{random_token, sha256_hex};
 use crate::provider::{Provider, TokenSet};
@@ -262,6 +262,7 @@ async fn store(app: &App, flow: &Flow, provider: &Provider, tokens: &TokenSet) -
         endpoints: Some(flow.endpoints.clone()),
         token_settings: Some(TokenSettings::of(provider)),
         metadata: Some(tokens.metadata.clone()),
+        keepalive: Some(KeepAlive::issued(&app.config, Some(provider), tokens, now)),
         ..Change::default()
     };
     if reconnect {

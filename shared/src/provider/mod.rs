@@ -97,6 +97,11 @@ pub struct Provider {
     /// Salesforce's session timeout): the expiry is counted from issue, so refresh can plan.
     #[serde(default)]
     pub token_lifetime_secs: Option<i64>,
+    /// A refresh token dies this many days after its issue, used or not (LinkedIn: 365); a
+    /// refresh that returns a new one restarts the count. The sweep announces the end a week
+    /// before with `connection.expiring`.
+    #[serde(default)]
+    pub refresh_token_lifetime_days: Option<u32>,
 }
 
 /// How the provider's token endpoint wants to be spoken to, copied from its catalog entry when

@@ -22,7 +22,7 @@ use super::{
     keys,
 };
 use crate::auth::{ApiKeyRecord, KeyAdmin};
-use crate::connection::{Connection, ListQuery, Transition, list_key};
+use crate::connection::{Connection, ConnectionStatus, ListQuery, Transition, list_key};
 use crate::crypto::sha256_hex;
 use crate::events::Endpoint;
 use crate::events::stream::{DeliveryLedger, LedgerEntry};
@@ -99,7 +99,24 @@ fn connection_item(c: &Connection) -> Result<Item> {
     item.insert("gsi1sk".into(), s(sort.clone()));
     item.insert("gsi2pk".into(), s(by_org(&c.organization_id, shard)));
     item.insert("gsi2sk".into(), s(sort));
+    if let Some(next) = c.keepalive.as_ref().and_then(|k| k.next)
+        && ConnectionStatus::USABLE.contains(&c.status)
+    {
+        item.insert("gsi3pk".into(), s(sweep_partition(shard)));
+        item.insert("gsi3sk".into(), s(sweep_key(next)));
+    }
     Ok(item)
+}
+
+/// The keep-alive sweep's index (gsi3): usable connections by when the sweep looks next,
+/// spread over the listing's shards; a sparse index, so other items are not in it.
+fn sweep_partition(shard: u32) -> String {
+    format!("SWEEP#{shard}")
+}
+
+/// Zero-padded, so the string order is the time order.
+fn sweep_key(next: i64) -> String {
+    format!("{:012}", next.max(0))
 }
 
 fn n(v: i64) -> AttributeValue {
@@ -197,10 +214,33 @@ impl TransitionExpr {
                 " AND #version = :v"
             });
         }
-        let mut update = format!("SET {}", sets.join(", "));
+        // The sweep's index follows the keep-alive time; a connection no longer usable leaves it.
+        let mut removes = vec![];
+        let next = t.change.keepalive.as_ref().map(|k| k.next);
+        if t.sweeps()
+            && let Some(Some(next)) = next
+        {
+            names.insert("#spk".into(), "gsi3pk".into());
+            names.insert("#ssk".into(), "gsi3sk".into());
+            values.insert(
+                ":spk".into(),
+                s(sweep_partition(shard_of(&t.connection_id))),
+            );
+            values.insert(":ssk".into(), s(sweep_key(next)));
+            sets.push("#spk = :spk".into());
+            sets.push("#ssk = :ssk".into());
+        } else if !t.sweeps() || next.is_some() {
+            names.insert("#spk".into(), "gsi3pk".into());
+            names.insert("#ssk".into(), "gsi3sk".into());
+            removes.extend(["#spk", "#ssk"]);
+        }
         if t.change.release_lease {
             names.insert("#lease".to_string(), "refresh_lease".to_string());
-            update.push_str(" REMOVE #lease");
+            removes.push("#lease");
+        }
+        let mut update = format!("SET {}", sets.join(", "));
+        if !removes.is_empty() {
+            update.push_str(&format!(" REMOVE {}", removes.join(", ")));
         }
         Ok(TransitionExpr {
             key: key(keys::connection(&t.organization_id, &t.connection_id)),
@@ -293,10 +333,25 @@ impl DynamoStore {
             .attribute_definitions(attr("gsi1sk")?)
             .attribute_definitions(attr("gsi2pk")?)
             .attribute_definitions(attr("gsi2sk")?)
+            .attribute_definitions(attr("gsi3pk")?)
+            .attribute_definitions(attr("gsi3sk")?)
             .key_schema(key("pk", KeyType::Hash)?)
             .key_schema(key("sk", KeyType::Range)?)
             .global_secondary_indexes(index("gsi1")?)
             .global_secondary_indexes(index("gsi2")?)
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name("gsi3")
+                    .key_schema(key("gsi3pk", KeyType::Hash)?)
+                    .key_schema(key("gsi3sk", KeyType::Range)?)
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::KeysOnly)
+                            .build(),
+                    )
+                    .build()
+                    .map_err(Error::internal)?,
+            )
             // The events function reads connection changes from the stream (DESIGN §4.7).
             .stream_specification(
                 StreamSpecification::builder()
@@ -437,6 +492,32 @@ impl DynamoStore {
                 return Ok(found);
             }
         }
+    }
+
+    /// The keys of one sweep shard's connections due by `now`, soonest first, at most `limit`.
+    async fn due_in_shard(&self, shard: u32, now: i64, limit: usize) -> Result<Vec<Item>> {
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("gsi3")
+            .key_condition_expression("gsi3pk = :p AND gsi3sk <= :now")
+            .expression_attribute_values(":p", s(sweep_partition(shard)))
+            .expression_attribute_values(":now", s(sweep_key(now)))
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| sdk_error("Query", e))?;
+        Ok(page
+            .items()
+            .iter()
+            .filter_map(|item| {
+                ["pk", "sk"]
+                    .iter()
+                    .map(|k| item.get(*k).map(|v| (k.to_string(), v.clone())))
+                    .collect()
+            })
+            .collect())
     }
 
     /// The base items of `keys` (at most 100), consistently read, whatever order they come in.
@@ -753,6 +834,27 @@ impl ConnectionStore for DynamoStore {
             }
             Err(e) => Err(sdk_error("UpdateItem", e)),
         }
+    }
+
+    async fn due_for_sweep(&self, now: i64, limit: usize) -> Result<Vec<Connection>> {
+        let per_shard = limit.div_ceil(LIST_SHARDS as usize);
+        let shards = futures_util::future::try_join_all(
+            (0..LIST_SHARDS).map(|shard| self.due_in_shard(shard, now, per_shard)),
+        )
+        .await?;
+        let keys: Vec<Item> = shards.into_iter().flatten().collect();
+        let mut found: Vec<Connection> = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(100) {
+            found.extend(self.batch_get::<Connection>(chunk.to_vec()).await?);
+        }
+        // The index is eventually consistent; the base item, read consistently, decides.
+        let next = |c: &Connection| c.keepalive.as_ref().and_then(|k| k.next);
+        found.retain(|c| {
+            ConnectionStatus::USABLE.contains(&c.status) && next(c).is_some_and(|t| t <= now)
+        });
+        found.sort_by_key(next);
+        found.truncate(limit);
+        Ok(found)
     }
 
     async fn list_connections(&self, q: &ListQuery) -> Result<(Vec<Connection>, bool)> {

@@ -108,6 +108,7 @@ impl Db {
         .map_err(db_err)?;
         add_expiry_index(&conn).map_err(db_err)?;
         add_listing_index(&conn).map_err(db_err)?;
+        add_sweep_index(&conn).map_err(db_err)?;
         let db = Arc::new(Db {
             conn: Mutex::new(conn),
         });
@@ -306,6 +307,23 @@ fn add_listing_index(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
         "CREATE INDEX IF NOT EXISTS items_connections ON items (conn_org, conn_sort) \
          WHERE conn_org IS NOT NULL",
+    )
+}
+
+/// Connection items' keep-alive time as an indexed column: the sweep reads what is due, soonest
+/// first (only usable connections have one, [`Transition::apply`] clears it otherwise).
+fn add_sweep_index(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let has_column = conn
+        .prepare("SELECT 1 FROM pragma_table_xinfo('items') WHERE name = 'sweep_at'")?
+        .exists([])?;
+    if !has_column {
+        conn.execute_batch(
+            "ALTER TABLE items ADD COLUMN sweep_at INTEGER GENERATED ALWAYS AS \
+               (CASE WHEN substr(pk, 1, 5) = 'CONN#' THEN json_extract(data, '$.keepalive.next') END) VIRTUAL",
+        )?;
+    }
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS items_sweep ON items (sweep_at) WHERE sweep_at IS NOT NULL",
     )
 }
 
@@ -511,6 +529,20 @@ impl ConnectionStore for EmbeddedStore {
 
     async fn get_connection(&self, organization_id: &str, id: &str) -> Result<Option<Connection>> {
         self.db.get(&keys::connection(organization_id, id))
+    }
+
+    async fn due_for_sweep(&self, now: i64, limit: usize) -> Result<Vec<Connection>> {
+        let rows: Vec<String> = self.db.with(|c| {
+            c.prepare_cached(
+                "SELECT data FROM items WHERE sweep_at IS NOT NULL AND sweep_at <= ?1 \
+                 ORDER BY sweep_at LIMIT ?2",
+            )?
+            .query_map(params![now, limit as i64], |r| r.get(0))?
+            .collect()
+        })?;
+        rows.iter()
+            .map(|data| serde_json::from_str(data).map_err(db_err))
+            .collect()
     }
 
     async fn list_connections(&self, q: &ListQuery) -> Result<(Vec<Connection>, bool)> {
