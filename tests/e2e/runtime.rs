@@ -235,4 +235,18 @@ async fn the_functions_run_a_whole_flow_under_the_lambda_runtime_against_moto() 
     )
     .await;
     assert_eq!(import["statusCode"], 201, "{import}");
+
+    // The connections function answers API Gateway and the keep-alive schedule alike
+    let listed = invoke(
+        &watch,
+        "broker-connections",
+        "list-connections.json",
+        &[("API_KEY", broker.key.as_str())],
+    )
+    .await;
+    assert_eq!(listed["statusCode"], 200, "{listed}");
+    assert!(body(&listed)["connections"].is_array(), "{listed}");
+    let swept = invoke(&watch, "broker-connections", "scheduled-sweep.json", &[]).await;
+    assert_eq!(swept["failed"], 0, "{swept}");
+    assert!(swept["examined"].is_u64(), "{swept}");
 }

@@ -152,6 +152,23 @@ async fn a_failing_endpoint_gets_the_same_webhook_id_until_it_answers() {
     assert!(received.iter().all(|r| r.id == received[0].id));
     let verdicts = verify_with_python(&secret, &received).await;
     assert!(verdicts.iter().all(|v| v.verified), "{verdicts:?}");
+    // and the outbox's log (`brokerctl events tail`) shows it delivered after three failures
+    let log = store.delivery_log(Some(&broker.org), 10).unwrap();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(
+        (
+            log[0].event_id.as_str(),
+            log[0].state.as_str(),
+            log[0].attempts
+        ),
+        (received[0].id.as_str(), "delivered", 3)
+    );
+    assert!(
+        store
+            .delivery_log(Some("another-org"), 10)
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    broker::api::lambda::run(connections::handle).await
+    broker::api::lambda::run_with_sweep(connections::handle).await
 }

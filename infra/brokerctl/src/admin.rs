@@ -453,3 +453,60 @@ fn check_id(what: &str, id: &str) -> Result<()> {
         )))
     }
 }
+
+/// `brokerctl events tail`: the embedded outbox's deliveries, then (with `follow`) each change of
+/// one, polled every second. On AWS the events function's logs and its dead-letter queue say the
+/// same (README, "Events").
+pub async fn events_tail(
+    config: &Config,
+    org: Option<&str>,
+    limit: usize,
+    follow: bool,
+) -> Result<()> {
+    if config.backend != broker::config::Backend::Embedded {
+        return Err(broker::Error::validation(
+            "events tail reads the embedded outbox; on AWS, read the events function's logs and its dead-letter queue",
+        ));
+    }
+    let store = broker::store::embedded::EmbeddedStore::new(broker::store::embedded::Db::open(
+        &config.data_dir,
+    )?);
+    let mut seen = std::collections::HashMap::new();
+    loop {
+        for d in store.delivery_log(org, limit)? {
+            let key = (d.seq, d.endpoint_id.clone());
+            let now = (d.state.clone(), d.attempts);
+            if seen.get(&key) == Some(&now) {
+                continue;
+            }
+            println!("{}", delivery_line(&d));
+            seen.insert(key, now);
+        }
+        if !follow {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+fn delivery_line(d: &broker::store::embedded::LoggedDelivery) -> String {
+    let state = match d.state.as_str() {
+        "pending" if d.attempts > 0 => format!(
+            "retrying at {} ({} failed)",
+            broker::api::dialect::rfc3339(d.next_at),
+            d.attempts
+        ),
+        "pending" => "pending".to_string(),
+        "delivered" => format!("delivered after {} failed", d.attempts),
+        other => format!("{other} after {} failed", d.attempts),
+    };
+    format!(
+        "{}  {}  {:<37} {}  -> {}  {}",
+        broker::api::dialect::rfc3339(d.created_at),
+        d.event_id,
+        d.event_type,
+        d.connection_id,
+        d.endpoint_id,
+        state
+    )
+}

@@ -75,6 +75,25 @@ enum Command {
         #[command(subcommand)]
         command: WebhooksCommand,
     },
+    /// Connection events and their deliveries (embedded backend).
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// The newest deliveries, one line each (time, event, type, connection, endpoint, state,
+    /// attempts); with --follow, then every change as `serve` delivers, until interrupted.
+    Tail {
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        follow: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -410,6 +429,12 @@ async fn run(cli: Cli) -> broker::Result<String> {
                     )
                 }
             }
+        }
+        Command::Events {
+            command: EventsCommand::Tail { org, limit, follow },
+        } => {
+            brokerctl::admin::events_tail(&config, org.as_deref(), limit, follow).await?;
+            String::new()
         }
         Command::Providers {
             command: ProvidersCommand::List,

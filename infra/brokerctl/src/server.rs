@@ -1,6 +1,7 @@
 //! The local HTTP server: each request becomes the `lambda_http::Request` API Gateway would have
 //! delivered and goes to the function whose route table has its path.
 
+use broker::connection::keepalive::SWEEP_INTERVAL_SECS;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -124,6 +125,25 @@ pub fn spawn_event_pump(app: Arc<App>) -> broker::Result<()> {
     Ok(())
 }
 
+/// The keep-alive sweep every 15 minutes, as the deployed schedule runs it in the connections
+/// function (the first one a minute after start).
+pub fn spawn_keepalive(app: Arc<App>) {
+    tokio::spawn(async move {
+        let every = std::time::Duration::from_secs(SWEEP_INTERVAL_SECS as u64);
+        let mut ticks = tokio::time::interval_at(
+            tokio::time::Instant::now() + std::time::Duration::from_secs(60),
+            every,
+        );
+        loop {
+            ticks.tick().await;
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            if let Err(e) = broker::connection::sweep(&app, until).await {
+                tracing::warn!(error = %e, "keep-alive sweep failed");
+            }
+        }
+    });
+}
+
 /// `brokerctl serve`: the embedded (or AWS) backend, the sandbox provider, the development
 /// organization, then every route on `addr` until interrupted.
 pub async fn run(config: broker::Config, addr: SocketAddr) -> broker::Result<()> {
@@ -136,6 +156,7 @@ pub async fn run(config: broker::Config, addr: SocketAddr) -> broker::Result<()>
     if app.config.backend == broker::config::Backend::Embedded {
         spawn_event_pump(app.clone())?;
     }
+    spawn_keepalive(app.clone());
     let base = app
         .config
         .public_url

@@ -25,6 +25,55 @@ where
     .await
 }
 
+/// The connections function's loop: API Gateway's requests go to `handler` as [`run`] sends
+/// them, and the keep-alive schedule's `{"broker_task": "sweep"}` (EventBridge Scheduler invokes
+/// the function directly, every 15 minutes) runs one sweep, stopping 3 s before the deadline.
+pub async fn run_with_sweep<F, Fut>(handler: F) -> Result<(), lambda_http::Error>
+where
+    F: Fn(&'static App, Request) -> Fut + Send + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    use lambda_http::Service;
+    use lambda_http::request::LambdaRequest;
+    use std::pin::Pin;
+    type Answer =
+        Pin<Box<dyn Future<Output = Result<serde_json::Value, lambda_http::Error>> + Send>>;
+
+    lambda_http::tracing::init_default_subscriber();
+    let app: &'static App = Box::leak(Box::new(App::from_env().await?));
+    let mut http = lambda_http::Adapter::from(service_fn(move |req| {
+        let response = handler(app, req);
+        async move { Ok::<_, Infallible>(response.await) }
+    }));
+    lambda_http::lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        let LambdaEvent { payload, context } = event;
+        let answer: Answer = match payload.get("broker_task").map(|t| t.as_str()) {
+            None => match serde_json::from_value::<LambdaRequest>(payload) {
+                Ok(request) => {
+                    let response = http.call(LambdaEvent::new(request, context));
+                    Box::pin(async move { Ok(serde_json::to_value(response.await?)?) })
+                }
+                Err(e) => Box::pin(async move { Err(e.into()) }),
+            },
+            Some(Some("sweep")) => Box::pin(async move {
+                let left_ms = (context.deadline as i64 - chrono::Utc::now().timestamp_millis())
+                    .saturating_sub(3_000)
+                    .max(0);
+                let until =
+                    std::time::Instant::now() + std::time::Duration::from_millis(left_ms as u64);
+                let report = crate::connection::sweep(app, until).await?;
+                Ok(serde_json::to_value(report)?)
+            }),
+            Some(other) => {
+                let message = format!("unknown broker_task {other:?}");
+                Box::pin(async move { Err(message.into()) })
+            }
+        };
+        answer
+    }))
+    .await
+}
+
 /// The `events` function's loop: the table's stream records in, the first record to retry out
 /// (partial batch failures), over one process-wide [`EventsBackend`].
 pub async fn run_events() -> Result<(), lambda_http::Error> {

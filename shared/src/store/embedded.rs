@@ -31,6 +31,9 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// [`SWEEP_BATCH`] per transaction so a backlog never holds the store's lock for long.
 const SWEEP_EVERY: u32 = 10;
 const SWEEP_BATCH: usize = 256;
+/// An event whose deliveries all ended is kept this long after it was made (`brokerctl events
+/// tail` shows it meanwhile).
+const OUTBOX_RETENTION_SECS: i64 = 7 * 86_400;
 
 /// The SQLite file, shared by [`EmbeddedStore`] and [`crate::vault::embedded::EmbeddedVault`].
 #[derive(Debug)]
@@ -127,6 +130,21 @@ impl Db {
     /// Deletes items whose `expires_at` has passed, as DynamoDB's TTL does on AWS, in batches;
     /// returns how many went. Reads check expiry themselves, so this only keeps the file small.
     pub fn sweep_expired(&self, now: i64) -> Result<usize> {
+        // Events whose deliveries all ended (delivered, dead, gone) go after a retention period.
+        self.with(|c| {
+            let old = now - OUTBOX_RETENTION_SECS;
+            c.prepare_cached(
+                "DELETE FROM deliveries WHERE seq IN (SELECT o.seq FROM outbox o \
+                   WHERE o.created_at < ?1 AND o.fanned = 1 AND NOT EXISTS \
+                   (SELECT 1 FROM deliveries p WHERE p.seq = o.seq AND p.state = 'pending'))",
+            )?
+            .execute([old])?;
+            c.prepare_cached(
+                "DELETE FROM outbox WHERE created_at < ?1 AND fanned = 1 \
+                   AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.seq = outbox.seq)",
+            )?
+            .execute([old])
+        })?;
         let mut total = 0;
         loop {
             let deleted = self.with(|c| {
@@ -506,6 +524,60 @@ impl FlowStore for EmbeddedStore {
     }
 }
 
+/// One event at one endpoint, as the outbox records it (`brokerctl events tail`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedDelivery {
+    pub seq: i64,
+    pub event_id: String,
+    pub event_type: String,
+    pub organization_id: String,
+    pub connection_id: String,
+    pub created_at: i64,
+    pub endpoint_id: String,
+    /// `pending`, `delivered` or `dead`.
+    pub state: String,
+    /// Failed attempts.
+    pub attempts: u32,
+    /// When a pending one is tried next (epoch seconds).
+    pub next_at: i64,
+}
+
+impl EmbeddedStore {
+    /// The newest `limit` deliveries, oldest first, optionally of one organization.
+    pub fn delivery_log(
+        &self,
+        organization_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<LoggedDelivery>> {
+        let mut rows: Vec<LoggedDelivery> = self.db.with(|c| {
+            c.prepare_cached(
+                "SELECT o.seq, o.id, o.type, o.organization_id, o.connection_id, o.created_at, \
+                        d.endpoint_id, d.state, d.attempts, d.next_at \
+                 FROM deliveries d JOIN outbox o ON o.seq = d.seq \
+                 WHERE ?1 IS NULL OR o.organization_id = ?1 \
+                 ORDER BY o.seq DESC, d.endpoint_id LIMIT ?2",
+            )?
+            .query_map(params![organization_id, limit as i64], |r| {
+                Ok(LoggedDelivery {
+                    seq: r.get(0)?,
+                    event_id: r.get(1)?,
+                    event_type: r.get(2)?,
+                    organization_id: r.get(3)?,
+                    connection_id: r.get(4)?,
+                    created_at: r.get(5)?,
+                    endpoint_id: r.get(6)?,
+                    state: r.get(7)?,
+                    attempts: r.get(8)?,
+                    next_at: r.get(9)?,
+                })
+            })?
+            .collect()
+        })?;
+        rows.reverse();
+        Ok(rows)
+    }
+}
+
 #[async_trait]
 impl ConnectionStore for EmbeddedStore {
     async fn create_connection(&self, c: &Connection) -> Result<()> {
@@ -849,6 +921,26 @@ mod tests {
             "no expiry, kept"
         );
         assert_eq!(db.sweep_expired(1_000).unwrap(), 0);
+
+        // Events: one settled long ago goes with its delivery; one still pending stays
+        db.with(|c| {
+            c.execute_batch(
+                "INSERT INTO outbox (seq, id, type, organization_id, connection_id, body, created_at, fanned) \
+                   VALUES (1, 'evt_old', 't', 'o', 'c', '{}', 100, 1), (2, 'evt_pending', 't', 'o', 'c', '{}', 100, 1);
+                 INSERT INTO deliveries (seq, endpoint_id, connection_id, next_at, state) \
+                   VALUES (1, 'wh', 'c', 0, 'delivered'), (2, 'wh', 'c', 0, 'pending');",
+            )
+        })
+        .unwrap();
+        db.sweep_expired(100 + OUTBOX_RETENTION_SECS + 1).unwrap();
+        let left: Vec<String> = db
+            .with(|c| {
+                c.prepare("SELECT o.id FROM outbox o JOIN deliveries d ON d.seq = o.seq")?
+                    .query_map([], |r| r.get(0))?
+                    .collect()
+            })
+            .unwrap();
+        assert_eq!(left, ["evt_pending"]);
         drop(db);
         let _ = std::fs::remove_dir_all(&dir);
     }
