@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use crate::auth::{KeyAdmin, KnownKeys};
 use crate::config::Backend;
+use crate::connect::SessionStore;
 use crate::connection::DocumentCache;
 use crate::events::stream::{STREAM_WAITS, StreamDelivery};
 use crate::events::{SqsDeadLetters, WebhookStore};
@@ -112,6 +113,7 @@ pub struct App {
     pub connections: Arc<dyn ConnectionStore>,
     pub sources: Arc<dyn SourceStore>,
     pub state_tokens: Arc<dyn StateTokenStore>,
+    pub sessions: Arc<dyn SessionStore>,
     pub keys: Arc<dyn KeyStore>,
     pub orgs: Arc<dyn OrgStore>,
     pub vault: Arc<dyn Vault>,
@@ -217,6 +219,7 @@ impl App {
             connections: store.clone(),
             sources: store.clone(),
             state_tokens: store.clone(),
+            sessions: store.clone(),
             keys: store.clone(),
             orgs: store,
             vault,

@@ -61,6 +61,8 @@ pub struct Config {
     /// A connection whose tokens were not refreshed for this many days is refreshed by the
     /// keep-alive sweep (`BROKER_KEEPALIVE_DAYS`, default 7): providers end idle grants.
     pub keepalive_days: i64,
+    /// Lifetime of a connect session (`BROKER_CONNECT_SESSION_TTL_SECS`, default 1800).
+    pub connect_session_ttl_secs: i64,
 }
 
 impl Config {
@@ -135,6 +137,11 @@ impl Config {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(".broker")),
             events_dlq_url: var("BROKER_EVENTS_DLQ_URL"),
+            connect_session_ttl_secs: seconds(
+                "BROKER_CONNECT_SESSION_TTL_SECS",
+                1800,
+                60..=86_400,
+            )?,
             keepalive_days: match var("BROKER_KEEPALIVE_DAYS") {
                 None => 7,
                 Some(v) => v
@@ -153,6 +160,11 @@ impl Config {
     /// The constant redirect_uri registered at every provider.
     pub fn callback_url(&self) -> Url {
         self.endpoint("v1/oauth/callback")
+    }
+
+    /// The hosted connect page, without its query.
+    pub fn connect_url(&self) -> Url {
+        self.endpoint("v1/connect")
     }
 
     /// The browser entry point of a flow, without its query.

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod aws;
 pub mod cache;
 pub mod config;
+pub mod connect;
 pub mod connection;
 pub mod crypto;
 pub mod error;

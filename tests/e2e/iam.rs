@@ -241,6 +241,29 @@ async fn every_aws_action_a_route_needs_is_in_its_functions_list() {
     ok(status, &body);
     assert_eq!(body["provider_revocation"], "revoked");
 
+    // and a connect session, its page, its form and its popup-mode result
+    let (status, session) = broker
+        .post(
+            "/v1/connect/sessions",
+            Some(&broker.key),
+            &json!({"workspace_id": "ws", "end_user": {"id": "u"}, "origin": "http://127.0.0.1:1"}),
+        )
+        .await;
+    ok(status, &session);
+    let mut browser = Browser::default();
+    let page = browser.get(session["connect_url"].as_str().unwrap()).await;
+    assert_eq!(page.status().as_u16(), 200);
+    let token = session["token"].as_str().unwrap();
+    let started = browser
+        .post_form(
+            &broker.url("/v1/connect"),
+            &[("session", token), ("provider", "fake")],
+        )
+        .await;
+    assert_eq!(started.status().as_u16(), 303);
+    let callback = broker.through_provider(&mut browser, &location(&started)).await;
+    assert_eq!(browser.get(&callback).await.status().as_u16(), 200);
+
     // Then every action a function's handlers needed is in its list (which the test above holds
     // the template to): no call the deployed policy would refuse
     let observed = broker.aws_actions.lock().unwrap().clone();

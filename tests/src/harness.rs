@@ -719,6 +719,20 @@ impl Browser {
         resp
     }
 
+    /// An HTML form's POST (no cookies needed by the broker's forms).
+    pub async fn post_form(&mut self, url: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let body: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        self.http
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("browser form post")
+    }
+
     pub fn cookies(&self) -> &HashMap<String, String> {
         &self.cookies
     }

@@ -2,6 +2,7 @@
 //! send the browser back to the platform with references only.
 
 use broker::api::{self, Call, Function, Route};
+use broker::flow::Landing;
 use broker::{App, Result, flow};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
@@ -44,6 +45,8 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
 async fn dispatch(app: &App, call: Call<Op>) -> Result<Response<Body>> {
     let req = &call.req;
     let query = api::query(req)?;
-    let target = flow::callback(app, &query, |name| api::cookie(req, name)).await?;
-    api::redirect(StatusCode::SEE_OTHER, target.as_str())
+    match flow::callback(app, &query, |name| api::cookie(req, name)).await? {
+        Landing::Redirect(target) => api::redirect(StatusCode::SEE_OTHER, target.as_str()),
+        connect => broker::connect::result_page(app, connect).await,
+    }
 }

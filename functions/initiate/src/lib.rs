@@ -1,10 +1,11 @@
-//! Step 1, `initiate` (API key): start a flow and return the URL the user's browser opens.
+//! Step 1, `initiate` (API key): start a flow and return the URL the user's browser opens, or
+//! create a connect session whose page the user's browser opens.
 
-use broker::api::dialect::{airbyte, aitronos};
+use broker::api::dialect::{airbyte, aitronos, broker as shapes};
 use broker::api::route::OrgFrom;
 use broker::api::{self, Call, Function, Route};
 use broker::auth::Scope;
-use broker::{App, Result, flow};
+use broker::{App, Result, connect, flow};
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
 
@@ -15,6 +16,7 @@ pub enum Op {
     NativeOauth,
     ConnectorAuthorize,
     PersonalAuthorize,
+    ConnectSession,
 }
 
 /// The AWS actions this function's code calls (API keys and their last use, organizations, connections and flows in
@@ -64,6 +66,13 @@ pub const ROUTES: &[Route<Op>] = &[
         OrgFrom::Query,
         Scope::Flows,
     ),
+    Route::api(
+        Method::POST,
+        "/v1/connect/sessions",
+        Op::ConnectSession,
+        OrgFrom::Key,
+        Scope::Flows,
+    ),
 ];
 
 const FUNCTION: Function<Op> = Function {
@@ -93,5 +102,10 @@ async fn dispatch(app: &App, call: Call<Op>) -> Result<Response<Body>> {
         Op::PersonalAuthorize => aitronos::personal_started(
             &flow::start(app, caller, aitronos::personal_authorize(req)?).await?,
         ),
+        Op::ConnectSession => {
+            let (token, url, expires_at) =
+                connect::create_session(app, caller, api::json_body(req)?).await?;
+            shapes::connect_session_created(&token, &url, expires_at)
+        }
     }
 }

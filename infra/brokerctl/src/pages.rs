@@ -47,6 +47,7 @@ pub async fn try_sandbox(State(local): State<Arc<Local>>) -> Response {
         inputs: BTreeMap::new(),
         requested_scopes: vec![],
         requested_optional_scopes: vec![],
+        connect: None,
     };
     match flow::start(app, &caller, request).await {
         Ok(started) => Redirect::to(started.consent_url.expose().as_str()).into_response(),

@@ -17,6 +17,8 @@ pub struct ListFilters {
     pub workspace_id: Option<String>,
     pub provider: Option<String>,
     pub status: Option<ConnectionStatus>,
+    /// A connect session's `end_user.id`.
+    pub end_user_id: Option<String>,
     pub limit: Option<usize>,
     pub cursor: Option<String>,
 }
@@ -29,6 +31,7 @@ pub struct ListQuery {
     pub workspaces: Option<Vec<String>>,
     pub provider: Option<String>,
     pub status: Option<ConnectionStatus>,
+    pub end_user_id: Option<String>,
     /// Only connections whose [`list_key`] sorts before this one.
     pub before: Option<String>,
     pub limit: usize,
@@ -44,6 +47,7 @@ impl ListQuery {
             })
             && self.provider.as_ref().is_none_or(|p| *p == c.provider)
             && self.status.is_none_or(|s| s == c.status)
+            && (self.end_user_id.is_none() || self.end_user_id == c.end_user_id)
             && self.before.as_ref().is_none_or(|b| list_key(c) < *b)
     }
 }
@@ -82,7 +86,8 @@ pub async fn list(
             caller.organization_id,
             workspaces,
             filters.provider,
-            filters.status
+            filters.status,
+            filters.end_user_id
         ])
         .to_string(),
     );
@@ -96,6 +101,7 @@ pub async fn list(
         workspaces,
         provider: filters.provider,
         status: filters.status,
+        end_user_id: filters.end_user_id,
         before,
         limit,
     };

@@ -106,6 +106,9 @@ pub struct Connection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace_id: Option<String>,
     pub user_id: u64,
+    /// The platform's own id of the person who connected (a connect session's `end_user.id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_user_id: Option<String>,
     /// Provider slug.
     pub provider: String,
     pub status: ConnectionStatus,
@@ -187,6 +190,7 @@ impl Connection {
             organization_id: organization_id.to_string(),
             workspace_id,
             user_id,
+            end_user_id: None,
             provider: provider.to_string(),
             status,
             version: 0,

@@ -15,9 +15,23 @@ use crate::secret::Sensitive;
 use crate::vault::{AppCredentials, names};
 use crate::{App, Error, Result};
 
+/// Where the browser goes when the callback is done.
+#[derive(Debug)]
+pub enum Landing {
+    /// Back to the platform: the flow's registered redirect_url, with references only.
+    Redirect(Url),
+    /// A connect flow's end: the connect page's result, for the session (SHA-256 of its token).
+    Connect {
+        session_hash: String,
+        connection_id: String,
+        /// `None`: connected; else the provider's error code and description.
+        refused: Option<(String, String)>,
+    },
+}
+
 /// Finishes the browser's round trip: consumes the flow once, checks binding and issuer, redeems
 /// the code, stores the tokens, records the connection, and returns where to send the browser
-/// (the flow's redirect_url with references only).
+/// (the flow's redirect_url with references only, or a connect session's result).
 ///
 /// `Err` means there is no trustworthy redirect target (unknown, used, expired or foreign flow)
 /// or the backend failed; the caller answers a static page.
@@ -25,7 +39,7 @@ pub async fn callback(
     app: &App,
     query: &HashMap<String, String>,
     cookie: impl Fn(&str) -> Option<String>,
-) -> Result<Url> {
+) -> Result<Landing> {
     let state = query.get("state").map(String::as_str).unwrap_or_default();
     if !is_handle(state) {
         return Err(Error::FlowRejected);
@@ -48,20 +62,40 @@ pub async fn callback(
         Ok(org) => org.ok_or(Error::FlowRejected)?,
         Err(e) => return Err(put_back(app, &flow, e).await),
     };
+    if let (FlowKind::Connect, Some(session_hash)) = (flow.kind, flow.connect_session.clone()) {
+        let refused = match finish(app, &flow, query).await? {
+            Ending::Stored { .. } => {
+                if !app
+                    .sessions
+                    .spend_session(&session_hash, &flow.connection_id)
+                    .await?
+                {
+                    tracing::warn!(connection_id = %flow.connection_id, "connect session already spent by another connection");
+                }
+                None
+            }
+            Ending::Refused(Refusal { error, description }) => Some((error, description)),
+        };
+        return Ok(Landing::Connect {
+            session_hash,
+            connection_id: flow.connection_id.clone(),
+            refused,
+        });
+    }
     let redirect = RedirectUrl::registered(&flow.redirect_url, &org, &app.config)
         .map_err(|_| Error::FlowRejected)?;
 
-    match finish(app, &flow, query).await? {
+    Ok(Landing::Redirect(match finish(app, &flow, query).await? {
         Ending::Stored { secret_id, .. } => {
             let params = references(app, &flow, secret_id).await?;
             let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            Ok(redirect.with_params(pairs))
+            redirect.with_params(pairs)
         }
-        Ending::Refused(Refusal { error, description }) => Ok(redirect.with_params([
+        Ending::Refused(Refusal { error, description }) => redirect.with_params([
             ("error", error.as_str()),
             ("error_description", description.as_str()),
-        ])),
-    }
+        ]),
+    }))
 }
 
 /// How a consumed flow ended.
@@ -328,7 +362,7 @@ async fn references(
                     .unwrap_or_else(|| flow.provider.clone()),
             ),
         ],
-        FlowKind::Connector => vec![
+        FlowKind::Connector | FlowKind::Connect => vec![
             ("connection_id", flow.connection_id.clone()),
             ("status", "authorized".to_string()),
         ],

@@ -9,10 +9,10 @@ mod start;
 mod store;
 
 pub use authorize::{Authorization, authorize};
-pub use callback::callback;
+pub use callback::{Landing, callback};
 pub use complete::{ClientCompletion, ClientOutcome, complete_client_callback, complete_personal};
 pub use model::{Claim, Flow, FlowKind, FlowStatus, StateToken};
-pub use start::{StartRequest, Started, reconnect, start};
+pub use start::{ConnectOrigin, StartRequest, Started, reconnect, start};
 pub use store::{FlowStore, StateTokenStore};
 
 use crate::Config;
@@ -29,7 +29,7 @@ pub fn binding_cookie_name(config: &Config, flow_key: &str) -> String {
 }
 
 /// Handles the broker issues are 43 base64url characters; anything else is refused before any I/O.
-pub(crate) fn is_handle(s: &str) -> bool {
+pub fn is_handle(s: &str) -> bool {
     s.len() == 43
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')

@@ -22,6 +22,9 @@ pub enum FlowKind {
     ClientCallback,
     /// `POST /v1/connections/{id}/reconnect`: re-authorizes an existing connection in place.
     Reconnect,
+    /// The hosted connect page, for a connect session: the callback ends on the broker's result
+    /// page (a `postMessage` to the session's origin, or a redirect to its URL).
+    Connect,
 }
 
 impl FlowKind {
@@ -132,6 +135,9 @@ pub struct Flow {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed_tokens: Option<String>,
     pub connection_id: String,
+    /// The connect session that started it (SHA-256 of its token), for a `connect` flow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_session: Option<String>,
     pub created_at: i64,
     /// Epoch seconds; also the table's TTL attribute, but checked by every read.
     pub expires_at: i64,

@@ -24,6 +24,14 @@ pub struct StartRequest {
     pub inputs: BTreeMap<String, String>,
     pub requested_scopes: Vec<String>,
     pub requested_optional_scopes: Vec<String>,
+    /// Set by the hosted connect page: its session, and the end user recorded on the connection.
+    pub connect: Option<ConnectOrigin>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConnectOrigin {
+    pub session_hash: String,
+    pub end_user_id: String,
 }
 
 #[derive(Debug)]
@@ -54,6 +62,7 @@ pub async fn start(app: &App, caller: &Caller, req: StartRequest) -> Result<Star
     let connection = Connection {
         scopes: scopes.clone(),
         requested_scopes: scopes.clone(),
+        end_user_id: req.connect.as_ref().map(|c| c.end_user_id.clone()),
         ..Connection::new(
             &caller.organization_id,
             req.workspace_id.clone(),
@@ -75,6 +84,7 @@ pub async fn start(app: &App, caller: &Caller, req: StartRequest) -> Result<Star
             inputs: req.inputs,
             connection: &connection,
             new_connection: true,
+            connect_session: req.connect.map(|c| c.session_hash),
         },
     )
     .await
@@ -118,6 +128,7 @@ pub async fn reconnect(
             inputs: BTreeMap::new(),
             connection: &connection,
             new_connection: false,
+            connect_session: None,
         },
     )
     .await
@@ -135,6 +146,7 @@ struct Plan<'a> {
     connection: &'a Connection,
     /// Recorded with the flow (a start), or already there (a reconnect).
     new_connection: bool,
+    connect_session: Option<String>,
 }
 
 /// The checks every flow passes (the redirect URL registered for the organization, the provider
@@ -146,7 +158,19 @@ async fn begin(app: &App, plan: Plan<'_>) -> Result<Started> {
         .get_org(&connection.organization_id)
         .await?
         .ok_or_else(|| Error::field("redirect_url", "is not registered for this organization"))?;
-    let redirect = RedirectUrl::registered(plan.redirect_url, &org, &app.config)?;
+    // A connect flow ends on the broker's own result page, which the session's checks govern.
+    let redirect = match plan.kind {
+        FlowKind::Connect => None,
+        _ => Some(RedirectUrl::registered(
+            plan.redirect_url,
+            &org,
+            &app.config,
+        )?),
+    };
+    let redirect_url = redirect
+        .as_ref()
+        .map(|r| r.as_str().to_string())
+        .unwrap_or_default();
     // Fail now, not in the user's browser, when the provider app is not configured.
     app.apps
         .credentials(
@@ -171,13 +195,13 @@ async fn begin(app: &App, plan: Plan<'_>) -> Result<Started> {
         user_id: connection.user_id,
         provider: plan.provider.slug.clone(),
         definition_id: plan.definition_id,
-        redirect_url: redirect.as_str().to_string(),
         // Client-callback flows send the provider back to the caller, who redeems the code itself.
         provider_redirect_uri: if plan.kind.hosted() {
             app.config.callback_url().to_string()
         } else {
-            redirect.as_str().to_string()
+            redirect_url.clone()
         },
+        redirect_url,
         endpoints: plan.endpoints,
         scopes: plan.scopes,
         inputs: plan.inputs,
@@ -187,6 +211,7 @@ async fn begin(app: &App, plan: Plan<'_>) -> Result<Started> {
         lease_owner: None,
         sealed_tokens: None,
         connection_id: connection.id.clone(),
+        connect_session: plan.connect_session,
         created_at: now,
         expires_at,
     };

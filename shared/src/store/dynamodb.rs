@@ -2,6 +2,7 @@
 //! connections (`gsi1` by organization and workspace, `gsi2` by organization). Expiry is part of
 //! every condition expression.
 
+use crate::connect::{ConnectSession, SessionStore};
 use std::collections::HashMap;
 
 use async_trait::async_trait;
@@ -53,7 +54,7 @@ pub const LIST_SHARDS: u32 = 8;
 
 /// The attributes the listing indexes project besides the keys: what their filters read. Nothing
 /// a refresh writes is among them, so a refresh never writes an index.
-pub const LIST_PROJECTION: &[&str] = &["status", "provider"];
+pub const LIST_PROJECTION: &[&str] = &["status", "provider", "end_user_id"];
 
 /// Index attributes of a connection: set once at creation, never changed by a transition.
 fn shard_of(id: &str) -> u32 {
@@ -456,6 +457,11 @@ impl DynamoStore {
             names.insert("#status".into(), "status".into());
             values.insert(":status".into(), s(status.as_str()));
             filters.push("#status = :status");
+        }
+        if let Some(end_user) = &q.end_user_id {
+            names.insert("#end_user".into(), "end_user_id".into());
+            values.insert(":end_user".into(), s(end_user.clone()));
+            filters.push("#end_user = :end_user");
         }
         let filter = (!filters.is_empty()).then(|| filters.join(" AND "));
         let mut found = vec![];
@@ -1019,6 +1025,44 @@ impl WebhookStore for DynamoStore {
             Ok(_) => Ok(true),
             Err(e) if is_condition_failure(&e) => Ok(false),
             Err(e) => Err(sdk_error("DeleteItem", e)),
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for DynamoStore {
+    async fn create_session(&self, session: &ConnectSession) -> Result<()> {
+        let item = to_item(keys::connect_session(&session.token_hash), session)?;
+        if self.put(item, true).await? {
+            Ok(())
+        } else {
+            Err(Error::internal("connect session collision"))
+        }
+    }
+
+    async fn get_session(&self, token_hash: &str, now: i64) -> Result<Option<ConnectSession>> {
+        let session: Option<ConnectSession> = self.get(keys::connect_session(token_hash)).await?;
+        Ok(session.filter(|s| s.expires_at > now))
+    }
+
+    async fn spend_session(&self, token_hash: &str, connection_id: &str) -> Result<bool> {
+        // The same connection's retry (its answer lost) finds its own mark.
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::connect_session(token_hash))))
+            .update_expression("SET connection_id = :c")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(connection_id) OR connection_id = :c)",
+            )
+            .expression_attribute_values(":c", s(connection_id))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(sdk_error("UpdateItem", e)),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! same keys DynamoDB uses. Conditional updates run as read-check-write inside one immediate
 //! transaction, so two processes (a `serve` and a `brokerctl key create`) share the file safely.
 
+use crate::connect::{ConnectSession, SessionStore};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -627,6 +628,7 @@ impl ConnectionStore for EmbeddedStore {
                         (SELECT value FROM json_each(?3))) \
                    AND (?4 IS NULL OR json_extract(data, '$.provider') = ?4) \
                    AND (?5 IS NULL OR json_extract(data, '$.status') = ?5) \
+                   AND (?7 IS NULL OR json_extract(data, '$.end_user_id') = ?7) \
                  ORDER BY conn_sort DESC LIMIT ?6",
             )?
             .query_map(
@@ -636,7 +638,8 @@ impl ConnectionStore for EmbeddedStore {
                     workspaces,
                     q.provider,
                     q.status.map(|s| s.as_str()),
-                    (q.limit + 1) as i64
+                    (q.limit + 1) as i64,
+                    q.end_user_id
                 ],
                 |r| r.get(0),
             )?
@@ -688,6 +691,35 @@ impl StateTokenStore for EmbeddedStore {
             Outcome::Applied(t) => Some(t),
             _ => None,
         })
+    }
+}
+
+#[async_trait]
+impl SessionStore for EmbeddedStore {
+    async fn create_session(&self, session: &ConnectSession) -> Result<()> {
+        self.db
+            .put(&keys::connect_session(&session.token_hash), session, true)?;
+        Ok(())
+    }
+
+    async fn get_session(&self, token_hash: &str, now: i64) -> Result<Option<ConnectSession>> {
+        let session: Option<ConnectSession> = self.db.get(&keys::connect_session(token_hash))?;
+        Ok(session.filter(|s| s.expires_at > now))
+    }
+
+    async fn spend_session(&self, token_hash: &str, connection_id: &str) -> Result<bool> {
+        let outcome = self.db.modify(
+            &keys::connect_session(token_hash),
+            false,
+            |s: &mut ConnectSession| {
+                let open = s.connection_id.is_none();
+                if open {
+                    s.connection_id = Some(connection_id.to_string());
+                }
+                open
+            },
+        )?;
+        Ok(matches!(outcome, Outcome::Applied(_)))
     }
 }
 

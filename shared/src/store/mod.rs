@@ -11,6 +11,7 @@ pub mod embedded;
 
 // Each port lives in the room of the concept it stores; this room implements them.
 pub use crate::auth::KeyStore;
+pub use crate::connect::SessionStore;
 pub use crate::connection::ConnectionStore;
 pub use crate::events::WebhookStore;
 pub use crate::flow::{FlowStore, StateTokenStore};
@@ -21,11 +22,18 @@ pub use crate::source::SourceStore;
 /// endpoints are not among them: only `brokerctl` and the event delivery read them (see
 /// [`crate::App::webhooks`]), so the functions' binaries do not carry that code.
 pub trait Store:
-    FlowStore + ConnectionStore + SourceStore + StateTokenStore + KeyStore + OrgStore
+    FlowStore + ConnectionStore + SourceStore + StateTokenStore + KeyStore + OrgStore + SessionStore
 {
 }
-impl<T: FlowStore + ConnectionStore + SourceStore + StateTokenStore + KeyStore + OrgStore> Store
-    for T
+impl<
+    T: FlowStore
+        + ConnectionStore
+        + SourceStore
+        + StateTokenStore
+        + KeyStore
+        + OrgStore
+        + SessionStore,
+> Store for T
 {
 }
 
@@ -51,6 +59,9 @@ pub(crate) mod keys {
     }
     pub fn webhook(org: &str, id: &str) -> String {
         format!("WEBHOOK#{org}#{id}")
+    }
+    pub fn connect_session(hash: &str) -> String {
+        format!("CSESSION#{hash}")
     }
     pub fn delivery(event_id: &str, endpoint_id: &str) -> String {
         format!("DELIVERY#{event_id}#{endpoint_id}")

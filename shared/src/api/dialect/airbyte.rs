@@ -58,6 +58,7 @@ pub fn initiate_oauth(req: &Request) -> Result<StartRequest> {
         inputs: string_inputs("oAuthInputConfiguration", body.o_auth_input_configuration)?,
         requested_scopes: body.requested_scopes,
         requested_optional_scopes: body.requested_optional_scopes,
+        connect: None,
     })
 }
 
@@ -95,6 +96,7 @@ pub fn get_consent_url(req: &Request) -> Result<StartRequest> {
         inputs: string_inputs("oAuthInputConfiguration", body.o_auth_input_configuration)?,
         requested_scopes: vec![],
         requested_optional_scopes: vec![],
+        connect: None,
     })
 }
 

@@ -39,6 +39,7 @@ pub fn native_oauth(req: &Request) -> Result<StartRequest> {
         )?,
         requested_scopes: vec![],
         requested_optional_scopes: vec![],
+        connect: None,
     })
 }
 
@@ -73,6 +74,7 @@ pub fn connector_authorize(req: &Request) -> Result<StartRequest> {
         inputs: string_inputs("integration_params", body.integration_params)?,
         requested_scopes: vec![],
         requested_optional_scopes: vec![],
+        connect: None,
     })
 }
 
@@ -107,6 +109,7 @@ pub fn personal_authorize(req: &Request) -> Result<StartRequest> {
         inputs: string_inputs("integration_params", body.integration_params)?,
         requested_scopes: vec![],
         requested_optional_scopes: vec![],
+        connect: None,
     })
 }
 

@@ -18,6 +18,7 @@ struct ConnectionView<'a> {
     organization_id: &'a str,
     workspace_id: Option<&'a str>,
     user_id: u64,
+    end_user_id: Option<&'a str>,
     status: ConnectionStatus,
     identifier: Option<&'a str>,
     scopes: &'a [String],
@@ -38,6 +39,7 @@ fn view(c: &Connection) -> ConnectionView<'_> {
         organization_id: &c.organization_id,
         workspace_id: c.workspace_id.as_deref(),
         user_id: c.user_id,
+        end_user_id: c.end_user_id.as_deref(),
         status: c.status,
         identifier: c.identifier.as_deref(),
         scopes: &c.scopes,
@@ -71,6 +73,7 @@ pub fn list_filters(req: &Request) -> Result<ListFilters> {
         workspace_id: take("workspace_id"),
         provider: take("provider"),
         status,
+        end_user_id: take("end_user_id"),
         limit,
         cursor: take("cursor"),
     })
@@ -155,6 +158,23 @@ pub fn reconnect_started(started: &Started) -> Result<Response<Body>> {
             "authorization_url": started.consent_url.expose().as_str(),
             "connection_id": started.connection_id,
             "expires_at": rfc3339(started.expires_at),
+        }),
+    )
+}
+
+/// `POST /v1/connect/sessions`: 201 with the session's token (the frontend's, once), the page's
+/// URL and the expiry.
+pub fn connect_session_created(
+    token: &crate::secret::Sensitive<String>,
+    url: &url::Url,
+    expires_at: i64,
+) -> Result<Response<Body>> {
+    api::json(
+        StatusCode::CREATED,
+        &serde_json::json!({
+            "token": token.expose(),
+            "connect_url": url.as_str(),
+            "expires_at": rfc3339(expires_at),
         }),
     )
 }
