@@ -93,10 +93,7 @@ async fn a_session_connects_one_account_and_posts_the_result_to_its_origin_only(
     let html = result.text().await.unwrap();
 
     // posting to exactly the session's origin, never to any origin
-    assert!(
-        html.contains(&format!("postMessage({{\"connection_id\":")),
-        "{html}"
-    );
+    assert!(html.contains("postMessage({\"connection_id\":"), "{html}");
     assert!(html.contains(&format!(",\"{ORIGIN}\")")), "{html}");
     assert!(!html.contains("\"*\""));
     let nonce = csp

@@ -261,7 +261,9 @@ async fn every_aws_action_a_route_needs_is_in_its_functions_list() {
         )
         .await;
     assert_eq!(started.status().as_u16(), 303);
-    let callback = broker.through_provider(&mut browser, &location(&started)).await;
+    let callback = broker
+        .through_provider(&mut browser, &location(&started))
+        .await;
     assert_eq!(browser.get(&callback).await.status().as_u16(), 200);
 
     // Then every action a function's handlers needed is in its list (which the test above holds

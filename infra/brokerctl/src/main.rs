@@ -148,6 +148,9 @@ enum ConnectionsCommand {
         /// pending, authorized, active, failed, reauthorization_required or revoked.
         #[arg(long)]
         status: Option<String>,
+        /// A connect session's end user.
+        #[arg(long)]
+        end_user: Option<String>,
         #[arg(long)]
         limit: Option<usize>,
         /// The cursor the previous page printed.
@@ -371,6 +374,7 @@ async fn run(cli: Cli) -> broker::Result<String> {
                     workspace,
                     provider,
                     status,
+                    end_user,
                     limit,
                     cursor,
                     json,
@@ -386,6 +390,7 @@ async fn run(cli: Cli) -> broker::Result<String> {
                         workspace_id: workspace,
                         provider,
                         status,
+                        end_user_id: end_user,
                         limit,
                         cursor,
                     };
