@@ -3,9 +3,6 @@
 //! token refresh with a rotating refresh token; then revoke it, after which the sandbox's own
 //! userinfo route refuses the token.
 
-use std::sync::Arc;
-
-use broker::App;
 use broker_tests::harness::{Browser, http_client, location, query_of, status_and_json};
 use brokerctl::{pages, sandbox};
 
@@ -27,16 +24,12 @@ async fn a_sandbox_connection_is_read_and_refreshed_through_serve() {
         _ => None,
     })
     .unwrap();
-    let entry = sandbox::provider(&config.public_url);
-    let app = Arc::new(App::build(config, vec![entry]).await.unwrap());
-    sandbox::ensure_app(&app).await.unwrap();
-    let key = pages::ensure_dev_org(&app)
-        .await
-        .unwrap()
-        .expect("a first key");
+    let served = brokerctl::server::prepare(config).await.unwrap();
+    let app = served.app.clone();
+    let key = served.first_key.clone().expect("a first key");
     tokio::spawn(brokerctl::server::serve(
         listener,
-        brokerctl::server::router(app.clone(), true),
+        brokerctl::server::router(app.clone(), Some(served.console)),
     ));
     let base = format!("http://{addr}");
     let http = http_client();

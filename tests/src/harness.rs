@@ -213,7 +213,7 @@ impl Broker {
         // Every response of every test goes through the contract check.
         let violations = Violations::default();
         let aws_actions = ActionsByFunction::default();
-        let router = brokerctl::server::router(app.clone(), false)
+        let router = brokerctl::server::router(app.clone(), None)
             .layer(axum::middleware::from_fn_with_state(
                 (aws_requests.clone(), aws_actions.clone()),
                 aws_requests::attributing_layer,
@@ -273,7 +273,7 @@ impl Broker {
         let (listener, addr) = brokerctl::server::bind(([127, 0, 0, 1], 0).into())
             .await
             .expect("bind second broker");
-        let router = brokerctl::server::router(app.clone(), false).layer(
+        let router = brokerctl::server::router(app.clone(), None).layer(
             axum::middleware::from_fn_with_state(self.violations.clone(), contract::checking_layer),
         );
         tokio::spawn(brokerctl::server::serve(listener, router));

@@ -2,6 +2,7 @@
 //! function on loopback through the same handler code the Lambdas run.
 
 pub mod admin;
+pub mod console;
 pub mod local;
 pub mod pages;
 pub mod sandbox;

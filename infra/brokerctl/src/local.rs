@@ -9,6 +9,8 @@ use broker::App;
 /// What the local server shares between requests.
 pub struct Local {
     pub app: Arc<App>,
+    /// The console at `/` (`brokerctl serve`); tests that run the API alone have none.
+    pub console: Option<crate::console::Console>,
 }
 
 /// A function's response as axum's.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::routing::get;
+use axum::routing::{get, post};
 use broker::api::{self, route};
 use broker::{App, Error};
 use http_body_util::{BodyExt, Limited};
@@ -20,17 +20,22 @@ use crate::local::{Local, to_axum};
 use broker::events::{Pump, pump_once};
 use broker::store::embedded::{Db, EmbeddedStore};
 
+use crate::console::{self, Console};
 use crate::{pages, sandbox};
 
-/// Every function's routes, plus (when `with_pages`) the start page and the sandbox provider.
-pub fn router(app: Arc<App>, with_pages: bool) -> Router {
+/// Every function's routes, plus (with a console) the console, the landing page and the sandbox
+/// provider.
+pub fn router(app: Arc<App>, console: Option<Console>) -> Router {
     let sandbox = Arc::new(sandbox::Sandbox::new(app.clone()));
-    let local = Arc::new(Local { app });
+    let with_pages = console.is_some();
+    let local = Arc::new(Local { app, console });
     let mut router = Router::new();
     if with_pages {
         router = router
-            .route("/", get(pages::start))
-            .route("/try", get(pages::try_sandbox))
+            .route("/", get(console::home))
+            .route("/console/connect", post(console::connect))
+            .route("/console/token", post(console::token))
+            .route("/console/revoke", post(console::revoke))
             .route("/done", get(pages::done))
             .route(
                 sandbox::AUTHORIZE_PATH,
@@ -144,19 +149,50 @@ pub fn spawn_keepalive(app: Arc<App>) {
     });
 }
 
-/// `brokerctl serve`: the embedded (or AWS) backend, the sandbox provider, the development
-/// organization, then every route on `addr` until interrupted.
-pub async fn run(config: broker::Config, addr: SocketAddr) -> broker::Result<()> {
-    let io = |e: std::io::Error| broker::Error::validation(format!("cannot listen on {addr}: {e}"));
-    let (listener, bound) = bind(addr).await.map_err(io)?;
+/// What `serve` runs: the App with the sandbox provider, the development organization (its key
+/// on first start), the console's key, the webhook pump and the keep-alive sweep.
+pub struct Served {
+    pub app: Arc<App>,
+    pub first_key: Option<String>,
+    pub console: Console,
+}
+
+pub async fn prepare(config: broker::Config) -> broker::Result<Served> {
     let sandbox = sandbox::provider(&config.public_url);
     let app = Arc::new(App::build(config, vec![sandbox]).await?);
     sandbox::ensure_app(&app).await?;
     let first_key = pages::ensure_dev_org(&app).await?;
+    let console = Console {
+        api_base: app
+            .config
+            .public_url
+            .as_str()
+            .trim_end_matches('/')
+            .to_string(),
+        key: pages::ensure_console_key(&app).await?,
+        organization_id: pages::DEV_ORG.into(),
+        workspace: pages::DEV_WORKSPACE.into(),
+    };
     if app.config.backend == broker::config::Backend::Embedded {
         spawn_event_pump(app.clone())?;
     }
     spawn_keepalive(app.clone());
+    Ok(Served {
+        app,
+        first_key,
+        console,
+    })
+}
+
+/// `brokerctl serve`: [`prepare`], then every route and the console on `addr` until interrupted.
+pub async fn run(config: broker::Config, addr: SocketAddr) -> broker::Result<()> {
+    let io = |e: std::io::Error| broker::Error::validation(format!("cannot listen on {addr}: {e}"));
+    let (listener, bound) = bind(addr).await.map_err(io)?;
+    let Served {
+        app,
+        first_key,
+        console,
+    } = prepare(config).await?;
     let base = app
         .config
         .public_url
@@ -187,7 +223,7 @@ pub async fn run(config: broker::Config, addr: SocketAddr) -> broker::Result<()>
             pages::DEV_ORG
         ),
     }
-    serve(listener, router(app, true))
+    serve(listener, router(app, Some(console)))
         .await
         .map_err(|e| broker::Error::internal(format!("server: {e}")))
 }
