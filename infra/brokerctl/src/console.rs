@@ -50,22 +50,15 @@ impl Console {
     }
 }
 
-fn console_of(local: &Local) -> Result<&Console, Response> {
-    local
-        .console
-        .as_ref()
-        .ok_or_else(|| (StatusCode::NOT_FOUND, "no console").into_response())
-}
-
 /// `GET /`: the console; `?connection_id&status` or `?error` after the connect page sent the
 /// browser back, `?revoked` after a revoke.
 pub async fn home(
     State(local): State<Arc<Local>>,
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Response {
-    let console = match console_of(&local) {
-        Ok(c) => c,
-        Err(r) => return r,
+    // The routes exist only with a console (`router`).
+    let Some(console) = local.console.as_ref() else {
+        return StatusCode::NOT_FOUND.into_response();
     };
     let notice = if let Some(error) = query.get("error") {
         format!(
@@ -97,9 +90,9 @@ pub struct ConnectionForm {
 /// `POST /console/connect`: a connect session for the console's user (redirect mode, back
 /// here), then the connect page.
 pub async fn connect(State(local): State<Arc<Local>>) -> Response {
-    let console = match console_of(&local) {
-        Ok(c) => c,
-        Err(r) => return r,
+    // The routes exist only with a console (`router`).
+    let Some(console) = local.console.as_ref() else {
+        return StatusCode::NOT_FOUND.into_response();
     };
     let mut allowed = Vec::new();
     for p in local.app.catalog.iter() {
@@ -140,9 +133,9 @@ pub async fn connect(State(local): State<Arc<Local>>) -> Response {
 
 /// `POST /console/token`: a fresh token for one connection, shown masked.
 pub async fn token(State(local): State<Arc<Local>>, Form(form): Form<ConnectionForm>) -> Response {
-    let console = match console_of(&local) {
-        Ok(c) => c,
-        Err(r) => return r,
+    // The routes exist only with a console (`router`).
+    let Some(console) = local.console.as_ref() else {
+        return StatusCode::NOT_FOUND.into_response();
     };
     let path = format!(
         "/v1/connections/{}/token?force_refresh=true",
@@ -163,9 +156,9 @@ pub async fn token(State(local): State<Arc<Local>>, Form(form): Form<ConnectionF
 
 /// `POST /console/revoke`: revokes one connection, then back to the list.
 pub async fn revoke(State(local): State<Arc<Local>>, Form(form): Form<ConnectionForm>) -> Response {
-    let console = match console_of(&local) {
-        Ok(c) => c,
-        Err(r) => return r,
+    // The routes exist only with a console (`router`).
+    let Some(console) = local.console.as_ref() else {
+        return StatusCode::NOT_FOUND.into_response();
     };
     let path = format!("/v1/connections/{}", urlencode(&form.id));
     let (status, body) = console.call(reqwest::Method::DELETE, &path, None).await;
