@@ -269,3 +269,37 @@ async fn connection_routes_run_through_the_handler_as_api_gateway_events() {
     assert_eq!(deleted.status(), 200);
     assert_eq!(json_body(&deleted)["status"], "revoked");
 }
+
+#[tokio::test]
+async fn connect_routes_run_through_the_handlers_as_api_gateway_events() {
+    // A connect session (initiate), its page and its form (authorize), the flow's browser steps,
+    // and the callback's result page for the opener
+    let broker = Broker::start(Backend::Embedded).await;
+    let vars = [
+        ("API_KEY", broker.key.as_str()),
+        ("PROVIDER", "fake"),
+        ("ORIGIN", "http://127.0.0.1:1"),
+    ];
+    let resp = invoke!(initiate, broker, "connect-session.json", &vars);
+    assert_eq!(resp.status(), 201);
+    let token = json_body(&resp)["token"].as_str().unwrap().to_string();
+
+    let page = invoke!(
+        authorize,
+        broker,
+        "connect-page.json",
+        &[("SESSION", &token)]
+    );
+    assert_eq!(page.status(), 200);
+    assert!(header(&page, "content-security-policy").contains("frame-ancestors 'none'"));
+
+    let vars = [("SESSION", token.as_str()), ("PROVIDER", "fake")];
+    let started = invoke!(authorize, broker, "connect-start.json", &vars);
+    assert_eq!(started.status(), 303);
+    let result = browser_steps(&broker, &header(&started, "location")).await;
+    assert_eq!(result.status(), 200);
+    let html = String::from_utf8(result.body().to_vec()).unwrap();
+    assert!(
+        html.contains("\"oauth-broker:connection\"") && html.contains("\"http://127.0.0.1:1\"")
+    );
+}
