@@ -124,6 +124,35 @@ async fn a_session_connects_one_account_and_posts_the_result_to_its_origin_only(
         )
         .await;
     assert_eq!(other["connections"], json!([]));
+
+    // and another organization's session connects in that organization only
+    let (_, other_key) = broker.other_org().await;
+    let (status, theirs) = broker
+        .post("/v1/connect/sessions", Some(&other_key), &session_body())
+        .await;
+    assert_eq!(status, 201, "{theirs}");
+    let mut browser = Browser::default();
+    let started = connect_through_page(
+        &broker,
+        &mut browser,
+        theirs["token"].as_str().unwrap(),
+        &[],
+    )
+    .await;
+    let callback = broker
+        .through_provider(&mut browser, &location(&started))
+        .await;
+    assert_eq!(browser.get(&callback).await.status().as_u16(), 200);
+    let (_, ours) = broker
+        .get("/v1/connections?end_user_id=user-42", Some(&broker.key))
+        .await;
+    assert_eq!(ours["connections"].as_array().unwrap().len(), 1, "{ours}");
+    let (_, listed) = broker
+        .get("/v1/connections?end_user_id=user-42", Some(&other_key))
+        .await;
+    let theirs = listed["connections"].as_array().unwrap();
+    assert_eq!(theirs.len(), 1, "{listed}");
+    assert_ne!(theirs[0]["id"], id);
 }
 
 async fn a_session_in_redirect_mode_sends_the_browser_to_its_url(backend: Backend) {
