@@ -6,12 +6,9 @@
 //! page; the console connects, fetches a fresh token and revokes. Screenshots go to
 //! `target/browser-screenshots/` (not committed).
 
-use std::process::Stdio;
-
 use broker_tests::harness::FakeEntry;
 use broker_tests::{Backend, Broker};
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
 
 /// A platform's page on its own origin: a button that opens the connect page with `connect.js`,
 /// and every message the window receives, from any origin.
@@ -217,22 +214,9 @@ async fn the_connect_page_and_the_console_work_in_chromium() {
 }
 
 async fn drive_chromium(input: &Value) -> Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/browser/connect.py");
-    let mut child = tokio::process::Command::new("python3")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 (./infra/test puts the tools' venv, with Playwright, on PATH)");
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input.to_string().as_bytes()).await.unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().await.unwrap();
-    assert!(
-        out.status.success(),
-        "connect.py: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("what the browser saw, as JSON")
+    broker_tests::python::run(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/browser/connect.py"),
+        input,
+    )
+    .await
 }

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use broker::events::EventType;
 use broker::events::stream::{STREAM_WAITS, StreamDelivery, deliver_records};
-use broker_tests::stream::{self, Dlq};
-use broker_tests::webhook_receiver::{Receiver, verify_with_python};
-use broker_tests::{Backend, Broker, Knobs};
-use serde_json::Value;
+use broker_tests::stream::{self, Dlq, StreamRun, deadline_in};
+use broker_tests::webhook_receiver::{
+    Receiver, assert_one_verified_event_per_change, live_a_connections_life, verify_with_python,
+};
+use broker_tests::{Backend, Broker};
 
 async fn add_endpoint(broker: &Broker, receiver: &Receiver, events: Vec<EventType>) -> String {
     let (_, secret) = broker
@@ -23,30 +24,6 @@ async fn add_endpoint(broker: &Broker, receiver: &Receiver, events: Vec<EventTyp
     secret.expose().clone()
 }
 
-/// An invocation's deadline, `secs` from now, as Lambda's context gives it.
-fn deadline_in(secs: u64) -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    (now + Duration::from_secs(secs)).as_millis() as i64
-}
-
-fn types_and_statuses(receiver: &Receiver) -> Vec<(String, String, String)> {
-    receiver
-        .received()
-        .iter()
-        .map(|r| {
-            let b = r.json();
-            let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
-            (
-                text(&b["type"]),
-                text(&b["data"]["previous_status"]),
-                text(&b["data"]["status"]),
-            )
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_flows_stream_records_become_one_verified_webhook_per_change() {
     // Given an endpoint for every event type, and a connection authorized, completed, refused a
@@ -54,71 +31,25 @@ async fn a_real_flows_stream_records_become_one_verified_webhook_per_change() {
     let broker = Broker::start(Backend::Aws).await;
     let receiver = Receiver::start().await;
     let secret = add_endpoint(&broker, &receiver, vec![]).await;
-    let (id, state_token) = broker.authorized_personal_connection().await;
-    assert_eq!(broker.complete_personal(&state_token).await.0, 200);
-    broker.provider.set_knobs(Knobs {
-        refresh_error: Some("invalid_grant".into()),
-        ..Knobs::default()
-    });
-    assert_eq!(broker.token(&id, true).await.0, 409);
-    assert_eq!(broker.delete_connection(&id).await.0, 200);
+    let id = live_a_connections_life(&broker).await;
 
     // When the events function is handed the table's stream records
-    let dlq = Dlq::create().await;
-    let backend = dlq.backend(&broker.app.config).await;
-    let records = stream::records(&broker.app.config.table).await;
+    let run = StreamRun::deliver(&broker).await;
     assert!(
-        records.len() > 4,
+        run.records.len() > 4,
         "every write is a record: {}",
-        records.len()
+        run.records.len()
     );
-    let answer = deliver_records(
-        &backend.delivery(),
-        stream::event(&records),
-        deadline_in(60),
-    )
-    .await;
 
-    // Then the batch succeeded and the receiver got one event per status change, in order
-    assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
-    let expect = |t: &str, from: &str, to: &str| (t.to_string(), from.to_string(), to.to_string());
-    assert_eq!(
-        types_and_statuses(&receiver),
-        [
-            expect("connection.authorized", "pending", "authorized"),
-            expect("connection.active", "authorized", "active"),
-            expect(
-                "connection.reauthorization_required",
-                "active",
-                "reauthorization_required"
-            ),
-            expect("connection.revoked", "reauthorization_required", "revoked"),
-        ]
+    // Then the batch succeeded and the receiver got one verified event per status change, in
+    // order, with the embedded outbox's webhook ids (one per version of the connection)
+    assert!(
+        run.answer.batch_item_failures.is_empty(),
+        "{:?}",
+        run.answer
     );
-    // and the specification's verifier accepts each, and refuses each tampered, old or resigned
-    let received = receiver.received();
-    let verdicts = verify_with_python(&secret, &received).await;
-    eprintln!(
-        "webhook-id: {}\nwebhook-timestamp: {}\nwebhook-signature: {}\n{}\nverdict: {:?}",
-        received[0].id, received[0].timestamp, received[0].signature, received[0].body, verdicts[0]
-    );
-    for v in &verdicts {
-        assert!(v.verified, "{v:?}");
-        assert!(
-            v.tampered_refused && v.old_refused && v.wrong_secret_refused,
-            "{v:?}"
-        );
-    }
-    for r in &received {
-        assert_eq!(r.json()["data"]["connection_id"], id.as_str());
-    }
-    for token in broker.provider.ledger().issued_tokens() {
-        assert!(received.iter().all(|r| !r.body.contains(&token)));
-    }
-    // and the webhook ids are the embedded outbox's: one per version of the connection
-    let mut ids: Vec<&str> = received.iter().map(|r| r.id.as_str()).collect();
-    ids.dedup();
-    assert_eq!(ids.len(), 4);
+    assert_one_verified_event_per_change(&broker, &receiver, &secret, &id).await;
+    let dlq = run.dlq;
     assert!(dlq.letters().await.is_empty());
 }
 
@@ -132,31 +63,21 @@ async fn a_receiver_failing_three_times_gets_one_webhook_id_until_it_answers() {
     broker.authorized_personal_connection().await;
 
     // When the stream's records are delivered with the function's own waits
-    let dlq = Dlq::create().await;
-    let backend = dlq.backend(&broker.app.config).await;
-    let records = stream::records(&broker.app.config.table).await;
-    let answer = deliver_records(
-        &backend.delivery(),
-        stream::event(&records),
-        deadline_in(60),
-    )
-    .await;
+    let run = StreamRun::deliver(&broker).await;
 
     // Then it was delivered once, on the fourth attempt, every attempt with the same id
-    assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
+    assert!(
+        run.answer.batch_item_failures.is_empty(),
+        "{:?}",
+        run.answer
+    );
     let received = receiver.received();
     assert_eq!(received.len(), 4);
     assert!(received.iter().all(|r| r.id == received[0].id));
     let verdicts = verify_with_python(&secret, &received).await;
     assert!(verdicts.iter().all(|v| v.verified), "{verdicts:?}");
     // and handing the same records again (Lambda retrying after a crash) does not post again
-    let again = deliver_records(
-        &backend.delivery(),
-        stream::event(&records),
-        deadline_in(60),
-    )
-    .await;
-    assert!(again.batch_item_failures.is_empty());
+    assert!(run.again().await.batch_item_failures.is_empty());
     assert_eq!(receiver.received().len(), 4);
 }
 
@@ -171,22 +92,18 @@ async fn an_endpoint_answering_410_is_disabled_on_aws() {
     assert_eq!(broker.complete_personal(&state_token).await.0, 200);
 
     // When the records are delivered
-    let dlq = Dlq::create().await;
-    let backend = dlq.backend(&broker.app.config).await;
-    let records = stream::records(&broker.app.config.table).await;
-    let answer = deliver_records(
-        &backend.delivery(),
-        stream::event(&records),
-        deadline_in(60),
-    )
-    .await;
+    let run = StreamRun::deliver(&broker).await;
 
     // Then it was asked once, the second event was not sent, and the endpoint is disabled
-    assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
+    assert!(
+        run.answer.batch_item_failures.is_empty(),
+        "{:?}",
+        run.answer
+    );
     assert_eq!(receiver.received().len(), 1);
     let listed = broker.admin.webhooks_list(&broker.org).await.unwrap();
     assert!(listed.contains("disabled"), "{listed}");
-    assert!(dlq.letters().await.is_empty());
+    assert!(run.dlq.letters().await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

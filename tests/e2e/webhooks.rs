@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use broker::events::{EventType, Pump, pump_once};
 use broker::store::embedded::{Db, EmbeddedStore};
-use broker_tests::webhook_receiver::{Receiver, verify_with_python};
-use broker_tests::{Backend, Broker, Knobs, on_both_backends};
+use broker_tests::webhook_receiver::{
+    Receiver, assert_one_verified_event_per_change, live_a_connections_life, verify_with_python,
+};
+use broker_tests::{Backend, Broker, on_both_backends};
 
 on_both_backends!(
     endpoints_are_checked_listed_without_secrets_rotated_and_removed,
@@ -61,68 +63,12 @@ async fn a_connections_life_is_one_verified_webhook_per_change() {
     let secret = add_endpoint(&broker, &receiver, vec![]).await;
 
     // When a connection is authorized, activated, refused a refresh (invalid_grant), and deleted
-    let (id, state_token) = broker.authorized_personal_connection().await;
-    assert_eq!(broker.complete_personal(&state_token).await.0, 200);
-    broker.provider.set_knobs(Knobs {
-        refresh_error: Some("invalid_grant".into()),
-        ..Knobs::default()
-    });
-    assert_eq!(broker.token(&id, true).await.0, 409);
-    assert_eq!(broker.delete_connection(&id).await.0, 200);
+    let id = live_a_connections_life(&broker).await;
     let store = outbox(&broker);
     assert_eq!(deliver_all(&broker, &store).await, 4);
 
-    // Then the receiver got exactly one event per change, in order, with the statuses
-    let received = receiver.received();
-    let seen: Vec<(String, String, String)> = received
-        .iter()
-        .map(|r| {
-            let body = r.json();
-            assert_eq!(body["data"]["connection_id"], id.as_str());
-            assert_eq!(body["data"]["organization_id"], broker.org.as_str());
-            (
-                body["type"].as_str().unwrap().to_string(),
-                body["data"]["previous_status"]
-                    .as_str()
-                    .unwrap()
-                    .to_string(),
-                body["data"]["status"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    let expect = |t: &str, from: &str, to: &str| (t.to_string(), from.to_string(), to.to_string());
-    assert_eq!(
-        seen,
-        [
-            expect("connection.authorized", "pending", "authorized"),
-            expect("connection.active", "authorized", "active"),
-            expect(
-                "connection.reauthorization_required",
-                "active",
-                "reauthorization_required"
-            ),
-            expect("connection.revoked", "reauthorization_required", "revoked"),
-        ]
-    );
-    // and the specification's own verifier accepts every delivery, and refuses each one
-    // tampered, ten minutes old, or under another secret
-    let verdicts = verify_with_python(&secret, &received).await;
-    eprintln!(
-        "webhook-id: {}\nwebhook-timestamp: {}\nwebhook-signature: {}\n{}\nverdict: {:?}",
-        received[3].id, received[3].timestamp, received[3].signature, received[3].body, verdicts[3]
-    );
-    assert_eq!(verdicts.len(), 4);
-    for v in &verdicts {
-        assert!(v.verified, "{v:?}");
-        assert!(
-            v.tampered_refused && v.old_refused && v.wrong_secret_refused,
-            "{v:?}"
-        );
-    }
-    // and no body carries a token
-    for token in broker.provider.ledger().issued_tokens() {
-        assert!(received.iter().all(|r| !r.body.contains(&token)));
-    }
+    // Then the receiver got exactly one verified event per change, in order, with the statuses
+    assert_one_verified_event_per_change(&broker, &receiver, &secret, &id).await;
     // and nothing is delivered twice
     assert_eq!(deliver_all(&broker, &store).await, 0);
     assert_eq!(receiver.received().len(), 4);

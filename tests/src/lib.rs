@@ -9,6 +9,7 @@ pub mod fault_proxy;
 pub mod harness;
 pub mod logs;
 pub mod outage;
+pub mod python;
 pub mod stream;
 pub mod webhook_receiver;
 

@@ -135,3 +135,46 @@ impl Dlq {
             .collect()
     }
 }
+
+/// Milliseconds since the epoch, `secs` from now: an invocation's deadline as Lambda gives it.
+pub fn deadline_in(secs: u64) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    (now + std::time::Duration::from_secs(secs)).as_millis() as i64
+}
+
+/// The events function's delivery run over the broker's stream so far, as Lambda would hand it
+/// the batch: a dead-letter queue of its own, the function's waits and timeout, a minute.
+pub struct StreamRun {
+    pub dlq: Dlq,
+    pub backend: EventsBackend,
+    pub records: Vec<Value>,
+    pub answer: aws_lambda_events::event::streams::DynamoDbEventResponse,
+}
+
+impl StreamRun {
+    pub async fn deliver(broker: &crate::Broker) -> StreamRun {
+        let dlq = Dlq::create().await;
+        let backend = dlq.backend(&broker.app.config).await;
+        let records = records(&broker.app.config.table).await;
+        let mut run = StreamRun {
+            dlq,
+            backend,
+            records,
+            answer: Default::default(),
+        };
+        run.answer = run.again().await;
+        run
+    }
+
+    /// The same records handed again (Lambda retrying the batch).
+    pub async fn again(&self) -> aws_lambda_events::event::streams::DynamoDbEventResponse {
+        broker::events::stream::deliver_records(
+            &self.backend.delivery(),
+            event(&self.records),
+            deadline_in(60),
+        )
+        .await
+    }
+}

@@ -2,7 +2,6 @@
 //! the body) and answers as told, and hands them to the specification's Python verifier.
 
 use std::collections::VecDeque;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,7 +10,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
 
 /// One delivery as received.
 #[derive(Debug, Clone)]
@@ -122,21 +120,79 @@ pub async fn verify_with_python(secret: &str, deliveries: &[Received]) -> Vec<Ve
             "id": d.id, "timestamp": d.timestamp, "signature": d.signature, "body": d.body,
         })).collect::<Vec<_>>(),
     });
-    let mut child = tokio::process::Command::new("python3")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 (./infra/test puts the tools' venv on PATH)");
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input.to_string().as_bytes()).await.unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().await.unwrap();
-    assert!(
-        out.status.success(),
-        "verify.py: {}",
-        String::from_utf8_lossy(&out.stderr)
+    serde_json::from_value(crate::python::run(script, &input).await).expect("verdicts")
+}
+
+/// A connection's whole life on `broker`: authorized, activated, refused a refresh
+/// (`invalid_grant`), deleted. Returns its id.
+pub async fn live_a_connections_life(broker: &crate::Broker) -> String {
+    let (id, state_token) = broker.authorized_personal_connection().await;
+    assert_eq!(broker.complete_personal(&state_token).await.0, 200);
+    broker.provider.set_knobs(crate::Knobs {
+        refresh_error: Some("invalid_grant".into()),
+        ..crate::Knobs::default()
+    });
+    assert_eq!(broker.token(&id, true).await.0, 409);
+    assert_eq!(broker.delete_connection(&id).await.0, 200);
+    id
+}
+
+/// What the receiver got for [`live_a_connections_life`]: one event per status change, in order,
+/// each accepted by the specification's verifier (which refuses it tampered, ten minutes old or
+/// under another secret), no token in any body, one `webhook-id` per change. Prints the first
+/// delivery's headers and verdict.
+pub async fn assert_one_verified_event_per_change(
+    broker: &crate::Broker,
+    receiver: &Receiver,
+    secret: &str,
+    id: &str,
+) {
+    let received = receiver.received();
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let seen: Vec<(String, String, String)> = received
+        .iter()
+        .map(|r| {
+            let body = r.json();
+            assert_eq!(body["data"]["connection_id"], id);
+            assert_eq!(body["data"]["organization_id"], broker.org.as_str());
+            (
+                text(&body["type"]),
+                text(&body["data"]["previous_status"]),
+                text(&body["data"]["status"]),
+            )
+        })
+        .collect();
+    let expect = |t: &str, from: &str, to: &str| (t.to_string(), from.to_string(), to.to_string());
+    assert_eq!(
+        seen,
+        [
+            expect("connection.authorized", "pending", "authorized"),
+            expect("connection.active", "authorized", "active"),
+            expect(
+                "connection.reauthorization_required",
+                "active",
+                "reauthorization_required"
+            ),
+            expect("connection.revoked", "reauthorization_required", "revoked"),
+        ]
     );
-    serde_json::from_slice(&out.stdout).expect("verdicts")
+    let verdicts = verify_with_python(secret, &received).await;
+    eprintln!(
+        "webhook-id: {}\nwebhook-timestamp: {}\nwebhook-signature: {}\n{}\nverdict: {:?}",
+        received[0].id, received[0].timestamp, received[0].signature, received[0].body, verdicts[0]
+    );
+    assert_eq!(verdicts.len(), 4);
+    for v in &verdicts {
+        assert!(v.verified, "{v:?}");
+        assert!(
+            v.tampered_refused && v.old_refused && v.wrong_secret_refused,
+            "{v:?}"
+        );
+    }
+    for token in broker.provider.ledger().issued_tokens() {
+        assert!(received.iter().all(|r| !r.body.contains(&token)));
+    }
+    let mut ids: Vec<&str> = received.iter().map(|r| r.id.as_str()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 4, "one webhook-id per change");
 }

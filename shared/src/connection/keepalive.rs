@@ -203,17 +203,9 @@ async fn sweep_one(app: &App, c: Connection, now: i64) -> Result<Swept> {
 
 /// A transition that keeps the status and sets the keep-alive record, fenced by the version read.
 fn reschedule(app: &App, c: &Connection, keepalive: KeepAlive) -> Transition {
-    let mut t = Transition::new(
-        &c.organization_id,
-        &c.id,
-        ConnectionStatus::USABLE,
-        c.status,
-        app.clock.now(),
-    );
-    t.version = Some(c.version);
-    t.change = Change {
+    let change = Change {
         keepalive: Some(keepalive),
         ..Change::default()
     };
-    t
+    refresh::keep_status(app, c, change)
 }

@@ -124,7 +124,7 @@ pub(super) async fn reread(app: &App, c: &Connection) -> Result<Connection> {
 }
 
 /// A transition that keeps the status, fenced by the version `c` was read at.
-fn keep_status(app: &App, c: &Connection, change: Change) -> Transition {
+pub(super) fn keep_status(app: &App, c: &Connection, change: Change) -> Transition {
     let mut t = Transition::new(
         &c.organization_id,
         &c.id,
