@@ -11,18 +11,10 @@ use broker::events::EventType;
 use broker::events::stream::{STREAM_WAITS, StreamDelivery, deliver_records};
 use broker_tests::stream::{self, Dlq, StreamRun, deadline_in};
 use broker_tests::webhook_receiver::{
-    Receiver, assert_one_verified_event_per_change, live_a_connections_life, verify_with_python,
+    Receiver, add_endpoint, assert_one_verified_event_per_change, live_a_connections_life,
+    verify_with_python,
 };
 use broker_tests::{Backend, Broker};
-
-async fn add_endpoint(broker: &Broker, receiver: &Receiver, events: Vec<EventType>) -> String {
-    let (_, secret) = broker
-        .admin
-        .webhooks_add(&broker.org, &receiver.url, events)
-        .await
-        .expect("endpoint registered");
-    secret.expose().clone()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_flows_stream_records_become_one_verified_webhook_per_change() {

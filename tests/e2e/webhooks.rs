@@ -11,7 +11,8 @@ use std::time::Duration;
 use broker::events::{EventType, Pump, pump_once};
 use broker::store::embedded::{Db, EmbeddedStore};
 use broker_tests::webhook_receiver::{
-    Receiver, assert_one_verified_event_per_change, live_a_connections_life, verify_with_python,
+    Receiver, add_endpoint, assert_one_verified_event_per_change, live_a_connections_life,
+    verify_with_python,
 };
 use broker_tests::{Backend, Broker, on_both_backends};
 
@@ -44,15 +45,6 @@ async fn deliver_all(broker: &Broker, store: &EmbeddedStore) -> usize {
         total += n;
     }
     total
-}
-
-async fn add_endpoint(broker: &Broker, receiver: &Receiver, events: Vec<EventType>) -> String {
-    let (_, secret) = broker
-        .admin
-        .webhooks_add(&broker.org, &receiver.url, events)
-        .await
-        .expect("endpoint registered");
-    secret.expose().clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

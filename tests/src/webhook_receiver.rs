@@ -196,3 +196,18 @@ pub async fn assert_one_verified_event_per_change(
     ids.dedup();
     assert_eq!(ids.len(), 4, "one webhook-id per change");
 }
+
+/// Registers `receiver` as an endpoint of the broker's organization for `events` (none: all);
+/// returns its signing secret.
+pub async fn add_endpoint(
+    broker: &crate::Broker,
+    receiver: &Receiver,
+    events: Vec<broker::events::EventType>,
+) -> String {
+    let (_, secret) = broker
+        .admin
+        .webhooks_add(&broker.org, &receiver.url, events)
+        .await
+        .expect("endpoint registered");
+    secret.expose().clone()
+}
