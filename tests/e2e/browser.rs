@@ -90,7 +90,7 @@ async fn the_connect_page_and_the_console_work_in_chromium() {
         )
         .await
         .unwrap();
-    let console = brokerctl::console::Console {
+    let console = brokerctl::local::Console {
         api_base: console_base.clone(),
         key: broker.key.clone(),
         organization_id: broker.org.clone(),

@@ -13,18 +13,7 @@ use broker::api::html::escape;
 use oauth2::reqwest;
 use serde_json::{Value, json};
 
-use crate::local::Local;
-
-/// Where the console finds the API, and the key it calls it with.
-#[derive(Clone)]
-pub struct Console {
-    /// The API's base URL (this server's, as the browser reaches it).
-    pub api_base: String,
-    pub key: String,
-    /// The key's organization, and the workspace its connect sessions are for.
-    pub organization_id: String,
-    pub workspace: String,
-}
+use crate::local::{Console, Local};
 
 impl Console {
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {

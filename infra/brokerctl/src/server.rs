@@ -16,11 +16,11 @@ use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext;
 use lambda_http::request::RequestContext;
 use tokio::net::TcpListener;
 
-use crate::local::{Local, to_axum};
+use crate::local::{Console, Local, to_axum};
 use broker::events::{Pump, pump_once};
 use broker::store::embedded::{Db, EmbeddedStore};
 
-use crate::console::{self, Console};
+use crate::console;
 use crate::{pages, sandbox};
 
 /// Every function's routes, plus (with a console) the console, the landing page and the sandbox

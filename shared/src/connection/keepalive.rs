@@ -1,4 +1,4 @@
-//! Keep-alive: a sweep, every 15 minutes, refreshes connections nobody asks for before their token
+//! Keep-alive: a sweep ([`super::sweep`]), every 15 minutes, refreshes connections nobody asks for before their token
 //! expires or their refresh token dies of disuse, and warns (`connection.expiring`) before a
 //! refresh token reaches a provider's hard limit or a token without a refresh token expires.
 //!
@@ -7,13 +7,10 @@
 //! reads only what is due, oldest first, a bounded number per run. The time is fixed where the
 //! inputs change: tokens stored (callback, import, refresh), a failed refresh, a warning sent.
 
-use std::time::Instant;
-
 use serde::{Deserialize, Serialize};
 
-use super::{Change, Connection, ConnectionStatus, Transition, refresh};
+use crate::Config;
 use crate::provider::{Provider, TokenSet};
-use crate::{App, Config, Result};
 
 /// How often the schedule runs the sweep (template.yaml, `serve`).
 pub const SWEEP_INTERVAL_SECS: i64 = 900;
@@ -83,7 +80,12 @@ impl KeepAlive {
 
     /// When the sweep must look next: before the token enters the refresh margin, when the
     /// refresh token has been idle for `BROKER_KEEPALIVE_DAYS`, when a notice falls due.
-    fn schedule(&self, config: &Config, expires_at: Option<i64>, refreshed_at: i64) -> Option<i64> {
+    pub(super) fn schedule(
+        &self,
+        config: &Config,
+        expires_at: Option<i64>,
+        refreshed_at: i64,
+    ) -> Option<i64> {
         let mut times = Vec::new();
         if self.refresh_token {
             if let Some(e) = expires_at {
@@ -102,110 +104,4 @@ impl KeepAlive {
         }
         times.into_iter().min()
     }
-}
-
-/// What a sweep did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct SweepReport {
-    pub examined: usize,
-    pub refreshed: usize,
-    pub warned: usize,
-    pub failed: usize,
-    /// Due connections left for the next run (the batch or the time ran out).
-    pub left: bool,
-}
-
-/// One sweep at `app`'s clock: the due connections, oldest first, until `until`.
-pub async fn sweep(app: &App, until: Instant) -> Result<SweepReport> {
-    let now = app.clock.now();
-    let due = app.connections.due_for_sweep(now, SWEEP_BATCH).await?;
-    let mut report = SweepReport {
-        left: due.len() == SWEEP_BATCH,
-        ..SweepReport::default()
-    };
-    for c in due {
-        if Instant::now() >= until {
-            report.left = true;
-            break;
-        }
-        report.examined += 1;
-        match sweep_one(app, c, now).await {
-            Ok(Swept { refreshed, warned }) => {
-                report.refreshed += usize::from(refreshed);
-                report.warned += usize::from(warned);
-            }
-            Err(e) => {
-                report.failed += 1;
-                tracing::warn!(error = %e, "sweep: connection not kept alive");
-            }
-        }
-    }
-    tracing::info!(
-        examined = report.examined,
-        refreshed = report.refreshed,
-        warned = report.warned,
-        failed = report.failed,
-        "sweep done"
-    );
-    Ok(report)
-}
-
-struct Swept {
-    refreshed: bool,
-    warned: bool,
-}
-
-async fn sweep_one(app: &App, c: Connection, now: i64) -> Result<Swept> {
-    let mut swept = Swept {
-        refreshed: false,
-        warned: false,
-    };
-    if !ConnectionStatus::USABLE.contains(&c.status) {
-        return Ok(swept);
-    }
-    let keepalive = c.keepalive.clone().unwrap_or_default();
-    let refresh_due = keepalive.refresh_token
-        && (c
-            .token_expires_at
-            .is_some_and(|e| e - now <= app.config.refresh_margin_secs + SWEEP_INTERVAL_SECS)
-            || c.last_refreshed_at.unwrap_or(c.created_at) + app.config.keepalive_days * 86_400
-                <= now);
-    let mut c = c;
-    if let Some(expiry) = keepalive.notice_due(c.token_expires_at, now) {
-        let warned = KeepAlive {
-            warned_for: Some(expiry),
-            ..keepalive.clone()
-        };
-        let refreshed_at = c.last_refreshed_at.unwrap_or(c.created_at);
-        let next = warned.schedule(&app.config, c.token_expires_at, refreshed_at);
-        c = app
-            .connections
-            .transition(&reschedule(app, &c, KeepAlive { next, ..warned }))
-            .await?;
-        swept.warned = true;
-    }
-    if refresh_due {
-        // The same single-flight refresh as the token route: under the lease, once.
-        refresh::fresh(app, c, true).await?;
-        swept.refreshed = true;
-    } else if !swept.warned {
-        // Looked at early (an older schedule): put it where it belongs.
-        let refreshed_at = c.last_refreshed_at.unwrap_or(c.created_at);
-        let next = keepalive.schedule(&app.config, c.token_expires_at, refreshed_at);
-        if next != keepalive.next {
-            app.connections
-                .transition(&reschedule(app, &c, KeepAlive { next, ..keepalive }))
-                .await?;
-        }
-    }
-    Ok(swept)
-}
-
-/// A transition that keeps the status and sets the keep-alive record, fenced by the version read.
-fn reschedule(app: &App, c: &Connection, keepalive: KeepAlive) -> Transition {
-    let change = Change {
-        keepalive: Some(keepalive),
-        ..Change::default()
-    };
-    refresh::keep_status(app, c, change)
 }

@@ -11,17 +11,19 @@ mod listing;
 mod refresh;
 mod revoke;
 mod store;
+mod sweep;
 mod tokens;
 
 pub use access::{AccessToken, get, token};
 pub use document::DocumentCache;
 pub use import::{Import, import};
-pub use keepalive::{KeepAlive, SweepReport, sweep};
+pub use keepalive::KeepAlive;
 pub use lifecycle::{Change, Lease, Transition};
 pub use listing::{ListFilters, ListQuery, Page, list, list_key};
 pub use refresh::{LEASE_SECS, RETRY_AFTER_FAILURE_SECS};
 pub use revoke::{Revocation, TOMBSTONE_SECS, revoke, revoke_grant};
 pub use store::ConnectionStore;
+pub use sweep::{SweepReport, sweep};
 pub use tokens::{TokenOwner, granted_scopes, rewrite_tokens, write_tokens};
 
 use std::collections::BTreeMap;
