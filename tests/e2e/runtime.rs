@@ -1,5 +1,5 @@
-//! The real Lambda runtime path, without Docker: `cargo lambda watch` runs the four function
-//! binaries behind its Lambda runtime API emulator, configured (environment only, as the template
+//! The real Lambda runtime path, without Docker: `cargo lambda watch` runs the function binaries
+//! behind its Lambda runtime API emulator, configured (environment only, as the template
 //! does) against the moto emulator and a providers file naming the fake provider; the test sends
 //! the API Gateway v2 events under `tests/events/` with `cargo lambda invoke` and drives the
 //! browser's steps itself.
@@ -11,6 +11,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use broker_tests::harness::{event_text, fake_entry_toml};
+use broker_tests::stream::{self, Dlq};
+use broker_tests::webhook_receiver::{Receiver, add_endpoint};
 use broker_tests::{Backend, Broker, query_of};
 use serde_json::Value;
 use tokio::process::Command;
@@ -49,7 +51,7 @@ fn cargo_lambda_available() -> bool {
 }
 
 /// Starts the runtime emulator with the functions configured like the template configures them.
-fn watch(broker: &Broker) -> Watch {
+fn watch(broker: &Broker, dead_letters: &str) -> Watch {
     assert!(
         cargo_lambda_available(),
         "the runtime-path test needs cargo-lambda; run ./infra/test, which installs the pinned one"
@@ -94,6 +96,8 @@ fn watch(broker: &Broker) -> Watch {
         // The template's own literal (env.json need not repeat it), and the fake provider.
         .env("BROKER_BACKEND", "aws")
         .env("BROKER_PROVIDERS_FILE", &providers)
+        // The events function's queue, which the template sets on that function alone.
+        .env("BROKER_EVENTS_DLQ_URL", dead_letters)
         .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
         .stdout(std::fs::File::create(dir.join("watch.log")).unwrap())
         .stderr(std::fs::File::create(dir.join("watch.err")).unwrap())
@@ -115,10 +119,16 @@ fn watch(broker: &Broker) -> Watch {
 
 /// `cargo lambda invoke FUNCTION --data-file EVENT`: the function's API Gateway v2 response.
 async fn invoke(watch: &Watch, function: &str, event: &str, vars: &[(&str, &str)]) -> Value {
+    invoke_with(watch, function, event, &event_text(event, vars)).await
+}
+
+/// The same with the event's text given (`name` only labels it).
+async fn invoke_with(watch: &Watch, function: &str, name: &str, text: &str) -> Value {
+    let event = name;
     let file = watch
         .dir
         .join(format!("{}-{event}", uuid::Uuid::new_v4().simple()));
-    std::fs::write(&file, event_text(event, vars)).unwrap();
+    std::fs::write(&file, text).unwrap();
     let out = Command::new("cargo")
         .args(["lambda", "invoke", function])
         .args(["--invoke-address", "127.0.0.1"])
@@ -151,7 +161,11 @@ async fn the_functions_run_a_whole_flow_under_the_lambda_runtime_against_moto() 
     // Given the stack's state in moto (table, organization, key, app credentials) and the
     // functions running under the runtime emulator
     let broker = Broker::start(Backend::Aws).await;
-    let watch = watch(&broker);
+    let dlq = Dlq::create().await;
+    let watch = watch(&broker, &dlq.url);
+    // and a webhook endpoint for the events function to post to
+    let receiver = Receiver::start().await;
+    add_endpoint(&broker, &receiver, vec![]).await;
 
     // Refusals arrive as API Gateway responses
     let refused = invoke(&watch, "broker-initiate", "initiate-oauth-no-key.json", &[]).await;
@@ -249,4 +263,23 @@ async fn the_functions_run_a_whole_flow_under_the_lambda_runtime_against_moto() 
     let swept = invoke(&watch, "broker-connections", "scheduled-sweep.json", &[]).await;
     assert_eq!(swept["failed"], 0, "{swept}");
     assert!(swept["examined"].is_u64(), "{swept}");
+
+    // The events function takes the table's stream records as Lambda's event source mapping
+    // hands them, posts each status change, and answers a batch response with no failure
+    let records = stream::records(&broker.app.config.table).await;
+    let batch = serde_json::json!({ "Records": records }).to_string();
+    let delivered = invoke_with(&watch, "broker-events", "stream.json", &batch).await;
+    assert_eq!(
+        delivered["batchItemFailures"],
+        serde_json::json!([]),
+        "{delivered}"
+    );
+    let types: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|r| r.json()["type"].as_str().unwrap_or_default().to_string())
+        .collect();
+    // (the flow above authorized a connection; the import wrote an active one, with no change)
+    assert_eq!(types, ["connection.authorized"], "{types:?}");
+    assert!(dlq.letters().await.is_empty());
 }
