@@ -441,7 +441,14 @@ async fn a_refresh_writes_nothing_the_listing_indexes_hold() {
         (kept, item.len())
     };
     let (before, _) = indexed().await;
-    assert!(before.iter().all(|(_, v)| v != "None"), "{before:?}");
+    // (the index keys are there; a projected attribute may be absent, end_user_id outside sessions)
+    assert!(
+        before
+            .iter()
+            .filter(|(k, _)| k.starts_with("gsi"))
+            .all(|(_, v)| v != "None"),
+        "{before:?}"
+    );
 
     // When it is refreshed (a lease taken, the result written, the lease released)
     let (status, _) = broker.token(&id, true).await;
