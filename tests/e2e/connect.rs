@@ -14,6 +14,7 @@ on_both_backends!(
     sessions_are_refused_unless_their_origin_and_url_are_registered,
     a_spent_expired_or_unknown_session_starts_nothing,
     a_providers_inputs_are_checked_by_the_server_whatever_the_page_did,
+    a_user_declining_gets_a_page_saying_so_and_the_session_stays_usable,
 );
 
 /// The origin of the organization's registered redirect URL.
@@ -315,4 +316,32 @@ async fn a_providers_inputs_are_checked_by_the_server_whatever_the_page_did(back
         connect_through_page(&broker, &mut browser, token, &[("input.subdomain", "acme")]).await;
     let (status, body) = status_and_json(posted).await;
     assert_eq!(status, 303, "{body}");
+}
+
+async fn a_user_declining_gets_a_page_saying_so_and_the_session_stays_usable(backend: Backend) {
+    // Given a popup-mode session, and a user who declines at the provider
+    let broker = Broker::start(backend).await;
+    let (_, created) = create_session(&broker, session_body()).await;
+    let token = created["token"].as_str().unwrap();
+    broker.provider.set_knobs(broker_tests::Knobs {
+        deny: true,
+        ..Default::default()
+    });
+    let mut browser = Browser::default();
+    let started = connect_through_page(&broker, &mut browser, token, &[]).await;
+    let callback = broker
+        .through_provider(&mut browser, &location(&started))
+        .await;
+    let result = browser.get(&callback).await;
+
+    // Then the result page says what happened and what to do, and tells the opener it failed
+    assert_eq!(result.status().as_u16(), 200);
+    let html = result.text().await.unwrap();
+    assert!(html.contains("You declined access"), "{html}");
+    assert!(html.contains("\"status\":\"failed\"") && html.contains("\"error\":\"access_denied\""));
+    // and the session is not spent: the user can try again
+    let again = browser.get(created["connect_url"].as_str().unwrap()).await;
+    assert_eq!(again.status().as_u16(), 200);
+    let (_, listed) = broker.get("/v1/connections", Some(&broker.key)).await;
+    assert_eq!(listed["connections"][0]["status"], "failed");
 }
