@@ -5,71 +5,51 @@
 use std::collections::HashMap;
 
 use broker_tests::contract::contract;
-use broker_tests::harness::{FAKE_DEFINITION, event_text};
+use broker_tests::gateway::{self, event, header, json_body};
+use broker_tests::harness::FAKE_DEFINITION;
 use broker_tests::{Backend, Broker, query_of};
 use lambda_http::{Body, Response};
-use serde_json::Value;
-
-fn event(name: &str, vars: &[(&str, &str)]) -> lambda_http::Request {
-    lambda_http::request::from_str(&event_text(name, vars))
-        .unwrap_or_else(|e| panic!("{name} is not an API Gateway v2 event: {e}"))
-}
 
 /// Runs one event through a function's handler and checks the response against the OpenAPI
 /// document, as the HTTP suites' harness does for every response it sees.
 macro_rules! invoke {
-    ($function:ident, $broker:expr, $event:expr, $vars:expr) => {{
-        let req = event($event, $vars);
-        let (method, path) = (req.method().clone(), req.uri().path().to_string());
-        let resp = $function::handle(&$broker.app, req).await;
-        if let Err(e) = contract().check(
-            &method,
-            &path,
-            resp.status(),
-            resp.headers(),
-            resp.body().as_ref(),
-        ) {
-            panic!("{}: {e}", $event);
-        }
-        resp
-    }};
-}
-
-fn header(resp: &Response<Body>, name: &str) -> String {
-    resp.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn json_body(resp: &Response<Body>) -> Value {
-    serde_json::from_slice(resp.body().as_ref()).expect("JSON body")
+    ($function:ident, $broker:expr, $event:expr, $vars:expr) => {
+        checked($event, event($event, $vars), |r| {
+            $function::handle(&$broker.app, r)
+        })
+        .await
+    };
 }
 
 /// Runs authorize, the fake provider and callback as events; returns the callback's response.
 async fn browser_steps(broker: &Broker, authorization_url: &str) -> Response<Body> {
-    let flow = query_of(authorization_url)["flow"].clone();
-    let resp = invoke!(authorize, broker, "authorize.json", &[("FLOW", &flow)]);
-    assert_eq!(resp.status(), 302);
-    let cookie = header(&resp, "set-cookie")
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let provider = broker
-        .http
-        .get(header(&resp, "location"))
-        .send()
-        .await
-        .unwrap();
-    let back = query_of(provider.headers()["location"].to_str().unwrap());
-    let vars = [
-        ("CODE", back["code"].as_str()),
-        ("STATE", back["state"].as_str()),
-        ("COOKIE", cookie.as_str()),
-    ];
-    invoke!(callback, broker, "callback.json", &vars)
+    gateway::browser_steps(
+        &broker.http,
+        authorization_url,
+        |req| async move { checked("authorize.json", req, |r| authorize::handle(&broker.app, r)).await },
+        |req| async move { checked("callback.json", req, |r| callback::handle(&broker.app, r)).await },
+    )
+    .await
+}
+
+/// One request through a handler, its response checked against the OpenAPI document.
+async fn checked<F, Fut>(name: &str, req: lambda_http::Request, handle: F) -> Response<Body>
+where
+    F: FnOnce(lambda_http::Request) -> Fut,
+    Fut: std::future::Future<Output = Response<Body>>,
+{
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let resp = handle(req).await;
+    if let Err(e) = contract().check(
+        &method,
+        &path,
+        resp.status(),
+        resp.headers(),
+        resp.body().as_ref(),
+    ) {
+        panic!("{name}: {e}");
+    }
+    resp
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ pub mod aws_requests;
 pub mod contract;
 pub mod fake_provider;
 pub mod fault_proxy;
+pub mod gateway;
 pub mod harness;
 pub mod logs;
 pub mod outage;

@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant};
 
 use broker::App;
-use broker_tests::harness::{event_text, location};
+use broker_tests::gateway::{self, event, header, json_body as json};
+use broker_tests::harness::location;
 use broker_tests::{Backend, Broker, query_of};
 use lambda_http::{Body, Response};
 
@@ -21,22 +22,6 @@ fn thread_cpu() -> Duration {
     // SAFETY: clock_gettime writes one timespec through a valid pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-fn event(name: &str, vars: &[(&str, &str)]) -> lambda_http::Request {
-    lambda_http::request::from_str(&event_text(name, vars)).expect("event")
-}
-
-fn header(resp: &Response<Body>, name: &str) -> String {
-    resp.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn json(resp: &Response<Body>) -> serde_json::Value {
-    serde_json::from_slice(resp.body().as_ref()).unwrap_or_default()
 }
 
 #[derive(Default)]
@@ -245,26 +230,13 @@ async fn personal_state_token(broker: &Broker) -> String {
         .as_str()
         .unwrap()
         .to_string();
-    let flow = query_of(&url)["flow"].clone();
-    let resp = authorize::handle(app, event("authorize.json", &[("FLOW", &flow)])).await;
-    let cookie = header(&resp, "set-cookie")
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let at_provider = broker
-        .http
-        .get(header(&resp, "location"))
-        .send()
-        .await
-        .unwrap();
-    let back = query_of(&location(&at_provider));
-    let vars = [
-        ("CODE", back["code"].as_str()),
-        ("STATE", back["state"].as_str()),
-        ("COOKIE", cookie.as_str()),
-    ];
-    let resp = callback::handle(app, event("callback.json", &vars)).await;
+    let resp = gateway::browser_steps(
+        &broker.http,
+        &url,
+        |req| authorize::handle(app, req),
+        |req| callback::handle(app, req),
+    )
+    .await;
     query_of(&header(&resp, "location"))["state_token"].clone()
 }
 
