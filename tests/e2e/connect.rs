@@ -48,6 +48,17 @@ async fn connect_through_page(
     browser.post_form(&broker.url("/v1/connect"), &form).await
 }
 
+/// The page's form for the fake provider, the provider's consent, and the callback: the
+/// callback's response (the result page, or the redirect).
+async fn connect_with(broker: &Broker, token: &str) -> oauth2::reqwest::Response {
+    let mut browser = Browser::default();
+    let started = connect_through_page(broker, &mut browser, token, &[]).await;
+    let callback = broker
+        .through_provider(&mut browser, &location(&started))
+        .await;
+    browser.get(&callback).await
+}
+
 async fn a_session_connects_one_account_and_posts_the_result_to_its_origin_only(backend: Backend) {
     // Given a session for end user user-42, offering the fake provider, in popup mode
     let broker = Broker::start(backend).await;
@@ -169,12 +180,7 @@ async fn a_session_in_redirect_mode_sends_the_browser_to_its_url(backend: Backen
     let token = created["token"].as_str().unwrap();
 
     // When the account is connected through the page
-    let mut browser = Browser::default();
-    let started = connect_through_page(&broker, &mut browser, token, &[]).await;
-    let callback = broker
-        .through_provider(&mut browser, &location(&started))
-        .await;
-    let result = browser.get(&callback).await;
+    let result = connect_with(&broker, token).await;
 
     // Then the browser goes to the redirect URL with the references only
     assert_eq!(result.status().as_u16(), 303);
@@ -243,12 +249,7 @@ async fn a_spent_expired_or_unknown_session_starts_nothing(backend: Backend) {
     let broker = Broker::start(backend).await;
     let (_, spent) = create_session(&broker, session_body()).await;
     let spent = spent["token"].as_str().unwrap().to_string();
-    let mut browser = Browser::default();
-    let started = connect_through_page(&broker, &mut browser, &spent, &[]).await;
-    let callback = broker
-        .through_provider(&mut browser, &location(&started))
-        .await;
-    assert_eq!(browser.get(&callback).await.status().as_u16(), 200);
+    assert_eq!(connect_with(&broker, &spent).await.status().as_u16(), 200);
     let (_, expiring) = create_session(&broker, session_body()).await;
     let expiring = expiring["token"].as_str().unwrap().to_string();
     broker
@@ -258,6 +259,7 @@ async fn a_spent_expired_or_unknown_session_starts_nothing(backend: Backend) {
     let flows_before = broker.provider.ledger().authorize_requests.len();
 
     // When each, and an unknown one, is opened and its form posted
+    let mut browser = Browser::default();
     for token in [spent.as_str(), expiring.as_str(), "x".repeat(43).as_str()] {
         let page = browser
             .get(&broker.url(&format!("/v1/connect?session={token}")))
@@ -327,12 +329,7 @@ async fn a_user_declining_gets_a_page_saying_so_and_the_session_stays_usable(bac
         deny: true,
         ..Default::default()
     });
-    let mut browser = Browser::default();
-    let started = connect_through_page(&broker, &mut browser, token, &[]).await;
-    let callback = broker
-        .through_provider(&mut browser, &location(&started))
-        .await;
-    let result = browser.get(&callback).await;
+    let result = connect_with(&broker, token).await;
 
     // Then the result page says what happened and what to do, and tells the opener it failed
     assert_eq!(result.status().as_u16(), 200);
@@ -340,7 +337,9 @@ async fn a_user_declining_gets_a_page_saying_so_and_the_session_stays_usable(bac
     assert!(html.contains("You declined access"), "{html}");
     assert!(html.contains("\"status\":\"failed\"") && html.contains("\"error\":\"access_denied\""));
     // and the session is not spent: the user can try again
-    let again = browser.get(created["connect_url"].as_str().unwrap()).await;
+    let again = Browser::default()
+        .get(created["connect_url"].as_str().unwrap())
+        .await;
     assert_eq!(again.status().as_u16(), 200);
     let (_, listed) = broker.get("/v1/connections", Some(&broker.key)).await;
     assert_eq!(listed["connections"][0]["status"], "failed");
