@@ -95,6 +95,7 @@ async fn the_connect_page_and_the_console_work_in_chromium() {
         key: broker.key.clone(),
         organization_id: broker.org.clone(),
         workspace: "ws-console".into(),
+        http: oauth2::reqwest::Client::new(),
     };
     tokio::spawn(brokerctl::server::serve(
         console_listener,

@@ -17,7 +17,8 @@ use crate::local::{Console, Local};
 
 impl Console {
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = reqwest::Client::new()
+        let mut req = self
+            .http
             .request(method, format!("{}{path}", self.api_base))
             .header("x-api-key", &self.key);
         if let Some(body) = body {

@@ -27,4 +27,6 @@ pub struct Console {
     /// The key's organization, and the workspace its connect sessions are for.
     pub organization_id: String,
     pub workspace: String,
+    /// Built once, for every call the console makes.
+    pub http: oauth2::reqwest::Client,
 }

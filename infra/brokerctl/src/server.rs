@@ -172,6 +172,7 @@ pub async fn prepare(config: broker::Config) -> broker::Result<Served> {
         key: pages::ensure_console_key(&app).await?,
         organization_id: pages::DEV_ORG.into(),
         workspace: pages::DEV_WORKSPACE.into(),
+        http: oauth2::reqwest::Client::new(),
     };
     if app.config.backend == broker::config::Backend::Embedded {
         spawn_event_pump(app.clone())?;
