@@ -26,7 +26,10 @@ export function openConnect(connectUrl, { width = 520, height = 720 } = {}) {
     `popup,width=${width},height=${height},left=${left},top=${top}`);
   if (!popup) return Promise.reject(new Error("the popup was blocked"));
   return new Promise((resolve, reject) => {
+    let settled = false;
     const done = (settle, value) => {
+      if (settled) return;
+      settled = true;
       window.removeEventListener("message", onMessage);
       clearInterval(watch);
       settle(value);
@@ -37,9 +40,14 @@ export function openConnect(connectUrl, { width = 520, height = 720 } = {}) {
       done(resolve, event.data);
     };
     window.addEventListener("message", onMessage);
+    // The page posts its result and closes at once: a closed popup's message may still be
+    // queued, so a close counts only after a moment without one.
     const watch = setInterval(() => {
-      if (popup.closed) done(reject, new Error("the connect window was closed"));
-    }, 500);
+      if (popup.closed) {
+        clearInterval(watch);
+        setTimeout(() => done(reject, new Error("the connect window was closed")), 1000);
+      }
+    }, 250);
   });
 }
 "#;
