@@ -170,7 +170,12 @@ async fn a_delete_racing_twenty_refreshing_token_reads_leaves_no_refresh_after_i
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // (in flight: one of them holds the refresh lease; waited for, not guessed with a sleep)
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while broker.connection(&id).await.refresh_lease.is_none() {
+        assert!(std::time::Instant::now() < deadline, "no refresh started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let (status, body) = broker.delete_connection(&id).await;
     let mut statuses = Vec::new();
     for r in reads {
