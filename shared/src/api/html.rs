@@ -46,22 +46,28 @@ pub fn page(status: StatusCode, title: &str, body: &str) -> Response<Body> {
          <h1>{t}</h1><p>{body}</p></body></html>",
         t = escape(title)
     );
-    let mut builder = Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
-        .header(header::CACHE_CONTROL, "no-store")
-        .header("referrer-policy", "no-referrer")
-        .header(
-            "content-security-policy",
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
-        )
-        .header("x-content-type-options", "nosniff");
+    let mut builder = headers(
+        status,
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+    );
     if status == StatusCode::SERVICE_UNAVAILABLE {
         builder = builder.header(header::RETRY_AFTER, RETRY_AFTER_SECS);
     }
     builder
         .body(Body::Text(html))
         .unwrap_or_else(|_| Response::new(Body::Empty))
+}
+
+/// The headers every page of the broker carries: HTML, never cached, no referrer, its own
+/// content security policy, no sniffing.
+pub fn headers(status: StatusCode, csp: &str) -> lambda_http::http::response::Builder {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-store")
+        .header("referrer-policy", "no-referrer")
+        .header("content-security-policy", csp)
+        .header("x-content-type-options", "nosniff")
 }
 
 /// HTML-escapes text.

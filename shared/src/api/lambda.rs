@@ -9,15 +9,20 @@ use lambda_http::{Body, LambdaEvent, Request, Response, service_fn};
 use crate::App;
 use crate::app::EventsBackend;
 
+/// Logging set up, and the [`App`] built once for the execution environment: leaked, it lives as
+/// long as the process and every invocation borrows it.
+async fn process_app() -> Result<&'static App, lambda_http::Error> {
+    lambda_http::tracing::init_default_subscriber();
+    Ok(Box::leak(Box::new(App::from_env().await?)))
+}
+
 /// Runs `handler` for every event, borrowing one process-wide [`App`].
 pub async fn run<F, Fut>(handler: F) -> Result<(), lambda_http::Error>
 where
     F: Fn(&'static App, Request) -> Fut,
     Fut: Future<Output = Response<Body>> + Send,
 {
-    lambda_http::tracing::init_default_subscriber();
-    // Lives as long as the execution environment; leaking it lets every invocation borrow it.
-    let app: &'static App = Box::leak(Box::new(App::from_env().await?));
+    let app = process_app().await?;
     lambda_http::run(service_fn(move |req| {
         let response = handler(app, req);
         async move { Ok::<_, Infallible>(response.await) }
@@ -39,8 +44,7 @@ where
     type Answer =
         Pin<Box<dyn Future<Output = Result<serde_json::Value, lambda_http::Error>> + Send>>;
 
-    lambda_http::tracing::init_default_subscriber();
-    let app: &'static App = Box::leak(Box::new(App::from_env().await?));
+    let app = process_app().await?;
     let mut http = lambda_http::Adapter::from(service_fn(move |req| {
         let response = handler(app, req);
         async move { Ok::<_, Infallible>(response.await) }

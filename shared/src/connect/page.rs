@@ -2,7 +2,7 @@
 //! per-response CSP nonce, no framework), usable without script (each provider is its own form;
 //! the script only filters the list and posts the result to the opener).
 
-use lambda_http::http::{StatusCode, header};
+use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
 use url::Url;
 
@@ -235,19 +235,11 @@ fn html(
          <style nonce=\"{nonce}\">{STYLE}</style></head><body>{body}{script}</body></html>",
         title = escape(title),
     );
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
-        .header(header::CACHE_CONTROL, "no-store")
-        .header("referrer-policy", "no-referrer")
-        .header(
-            "content-security-policy",
-            format!(
-                "default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; \
-                 frame-ancestors 'none'; base-uri 'none'"
-            ),
-        )
-        .header("x-content-type-options", "nosniff")
+    let csp = format!(
+        "default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; \
+         frame-ancestors 'none'; base-uri 'none'"
+    );
+    crate::api::html::headers(status, &csp)
         .header("x-frame-options", "DENY")
         .body(Body::Text(page))
         .map_err(Error::internal)
