@@ -39,3 +39,23 @@ if [ ! -x "$BROKER_TEST_CHROMIUM" ]; then
     || { $as_root apt-get update -q >&2 && $as_root apt-get install -y -q chromium >&2; }
 fi
 export SAM_CLI_TELEMETRY=0
+
+# moto (DynamoDB, DynamoDB Streams, Secrets Manager, SQS) on a free loopback port until the calling
+# script exits, and the SDK pointed at it: dummy credentials, no profile.
+start_moto() {
+  local port
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  mkdir -p target
+  moto_server -H 127.0.0.1 -p "$port" > target/moto.log 2>&1 &
+  moto_pid=$!
+  trap 'kill "$moto_pid" 2>/dev/null || true' EXIT
+  for _ in $(seq 1 100); do
+    if python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/')" 2>/dev/null; then break; fi
+    kill -0 "$moto_pid" 2>/dev/null || { cat target/moto.log >&2; echo "moto did not start" >&2; exit 1; }
+    sleep 0.2
+  done
+  export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
+  export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
+  export AWS_EC2_METADATA_DISABLED=true
+  unset AWS_PROFILE AWS_SESSION_TOKEN
+}

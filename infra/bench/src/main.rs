@@ -4,6 +4,7 @@
 mod cold;
 mod load;
 mod report;
+mod requests;
 mod runtime_api;
 mod warm;
 
@@ -20,7 +21,7 @@ pub fn root() -> PathBuf {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    // `--only cold|warm|load`: one part, printed but not written (for profiling a change).
+    // `--only cold|warm|requests|load`: one part, printed but not written (for profiling a change).
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -32,6 +33,9 @@ async fn main() {
     }
     if part("warm") {
         warm::run(&mut table, if quick { 100 } else { 2000 }).await;
+    }
+    if part("requests") {
+        requests::run(&mut table).await;
     }
     if part("load") {
         load::run(&mut table, if quick { 2 } else { 10 }).await;
