@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::cache::TtlCache;
 use crate::crypto::{random_token, sha256_hex};
-use crate::{Error, Result};
+use crate::{Error, OrgId, Result};
 
 /// The key port.
 #[async_trait]
@@ -110,7 +110,7 @@ pub const LAST_USED_RESOLUTION_SECS: i64 = 3600;
 pub struct Caller {
     /// The key's public id (a prefix of its hash), for audit lines; never the key.
     pub key_id: String,
-    pub organization_id: String,
+    pub organization_id: OrgId,
     pub workspaces: Vec<String>,
     pub user_id: u64,
     pub scopes: Vec<Scope>,
@@ -121,7 +121,7 @@ impl Caller {
     pub fn operator(organization_id: &str) -> Self {
         Caller {
             key_id: "brokerctl".into(),
-            organization_id: organization_id.to_string(),
+            organization_id: organization_id.into(),
             workspaces: vec![],
             user_id: 0,
             scopes: Scope::all(),
@@ -244,7 +244,7 @@ pub async fn authenticate(
             }
             let caller = Caller {
                 key_id: key_id(&record.key_hash),
-                organization_id: record.organization_id,
+                organization_id: record.organization_id.into(),
                 workspaces: record.workspaces,
                 user_id: record.user_id,
                 scopes: record.scopes,

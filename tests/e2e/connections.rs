@@ -72,7 +72,7 @@ fn ids_of(connections: &[Connection], keep: impl Fn(&Connection) -> bool) -> Vec
     connections
         .iter()
         .filter(|c| keep(c))
-        .map(|c| c.id.clone())
+        .map(|c| c.id.to_string())
         .collect()
 }
 

@@ -160,7 +160,7 @@ async fn personal_flow_activates_connection_and_state_token_is_single_use(backen
     let stored = broker
         .app
         .connections
-        .get_connection(&broker.org, &connection_id)
+        .get_connection(&broker.org.as_str().into(), &connection_id.as_str().into())
         .await
         .unwrap()
         .unwrap();

@@ -55,8 +55,8 @@ async fn a_transition_that_lost_its_race_is_a_conflict_and_changes_nothing(backe
     let now = broker.app.clock.now();
     let activate = |version: Option<u64>, from: &'static [ConnectionStatus]| {
         let mut t = Transition::new(
-            &broker.org,
-            &connection_id,
+            &broker.org.as_str().into(),
+            &connection_id.as_str().into(),
             from,
             ConnectionStatus::Active,
             now,
@@ -74,7 +74,7 @@ async fn a_transition_that_lost_its_race_is_a_conflict_and_changes_nothing(backe
         .await;
     let (other_org, _) = broker.other_org().await;
     let mut foreign = activate(None, &[ConnectionStatus::Authorized]);
-    foreign.organization_id = other_org;
+    foreign.organization_id = other_org.into();
     let foreign = store.transition(&foreign).await;
 
     // Then each is a conflict, and the connection is as it was
@@ -114,8 +114,8 @@ async fn a_flow_outcome_whose_connection_refuses_the_transition_is_not_written_e
     // When the flow's outcome is written with a transition that connection does not admit
     // (it is not pending)
     let refused = Transition::new(
-        &broker.org,
-        &connection_id,
+        &broker.org.as_str().into(),
+        &connection_id.as_str().into(),
         &[ConnectionStatus::Pending],
         ConnectionStatus::Failed,
         broker.app.clock.now(),

@@ -193,7 +193,13 @@ async fn a_dead_holders_lease_lapses_and_the_next_caller_refreshes(backend: Back
     into_the_margin(&broker);
     let c = broker.connection(&id).await;
     let now = broker.app.clock.now();
-    let mut take = Transition::new(&broker.org, &id, ConnectionStatus::USABLE, c.status, now);
+    let mut take = Transition::new(
+        &c.organization_id,
+        &c.id,
+        ConnectionStatus::USABLE,
+        c.status,
+        now,
+    );
     take.version = Some(c.version);
     take.change = Change {
         refresh_lease: Some(Lease {

@@ -369,7 +369,7 @@ async fn connector_flow_creates_one_source_per_connection(backend: Backend) {
     let connection = broker
         .app
         .connections
-        .get_connection(&broker.org, &connection_id)
+        .get_connection(&broker.org.as_str().into(), &connection_id.as_str().into())
         .await
         .unwrap()
         .unwrap();
@@ -497,7 +497,10 @@ async fn authentik_import_stores_the_token_without_echoing_it(backend: Backend) 
     let connection = broker
         .app
         .connections
-        .get_connection(&broker.org, body["connection_id"].as_str().unwrap())
+        .get_connection(
+            &broker.org.as_str().into(),
+            &body["connection_id"].as_str().unwrap().into(),
+        )
         .await
         .unwrap()
         .expect("the imported connection, in the caller's organization");
@@ -515,7 +518,10 @@ async fn authentik_import_stores_the_token_without_echoing_it(backend: Backend) 
     let foreign = broker
         .app
         .connections
-        .get_connection(&other_org, body["connection_id"].as_str().unwrap())
+        .get_connection(
+            &other_org.as_str().into(),
+            &body["connection_id"].as_str().unwrap().into(),
+        )
         .await
         .unwrap();
     assert!(foreign.is_none());

@@ -7,13 +7,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use broker::App;
 use broker::crypto::Sealer;
 use broker::provider::Provider;
 use broker::secret::Sensitive;
 use broker::store::dynamodb::DynamoStore;
 use broker::vault::Vault;
 use broker::vault::secrets_manager::SecretsManagerVault;
+use broker::{App, OrgId};
 use brokerctl::admin::Admin;
 use oauth2::reqwest;
 use serde_json::{Value, json};
@@ -316,8 +316,11 @@ impl Broker {
     /// Whether the vault (moto's Secrets Manager, or the embedded file) holds the connection's
     /// token document.
     pub async fn token_document_exists(&self, connection_id: &str) -> bool {
-        let name =
-            broker::vault::names::connection(&self.config.secret_prefix, &self.org, connection_id);
+        let name = broker::vault::names::connection(
+            &self.config.secret_prefix,
+            &OrgId::from(&self.org),
+            &connection_id.into(),
+        );
         self.app
             .vault
             .get_secret(&name)
@@ -375,7 +378,7 @@ impl Broker {
     pub async fn connection(&self, id: &str) -> broker::connection::Connection {
         self.app
             .connections
-            .get_connection(&self.org, id)
+            .get_connection(&OrgId::from(&self.org), &id.into())
             .await
             .expect("connection read")
             .unwrap_or_else(|| panic!("no connection {id}"))

@@ -5,7 +5,7 @@ use broker::api::dialect::broker as shapes;
 use broker::api::route::OrgFrom;
 use broker::api::{self, Call, Function, Route};
 use broker::auth::Scope;
-use broker::{App, Result, connection, flow};
+use broker::{App, ConnectionId, Result, connection, flow};
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
 
@@ -85,25 +85,26 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
 
 async fn dispatch(app: &App, call: Call<Op>) -> Result<Response<Body>> {
     let (caller, req) = (call.caller()?, &call.req);
-    let id = || {
-        call.params
-            .get("connection_id")
-            .map(String::as_str)
-            .unwrap_or_default()
-    };
+    let id: &ConnectionId = &call
+        .params
+        .get("connection_id")
+        .map(ConnectionId::from)
+        .unwrap_or_default();
     match call.op {
         Op::List => shapes::listed(
             &connection::list(app.connections.as_ref(), caller, shapes::list_filters(req)?).await?,
         ),
-        Op::Get => shapes::connection(&connection::get(app, caller, id()).await?),
+        Op::Get => {
+            shapes::connection(&connection::get(app.connections.as_ref(), caller, id).await?)
+        }
         Op::Token => {
             let force = shapes::force_refresh(req)?;
-            shapes::token(&connection::token(app, caller, id(), force, &call.trace_id).await?)
+            shapes::token(&connection::token(app, caller, id, force, &call.trace_id).await?)
         }
-        Op::Delete => shapes::revoked(&connection::revoke(app, caller, id()).await?),
+        Op::Delete => shapes::revoked(&connection::revoke(app, caller, id).await?),
         Op::Reconnect => {
             let redirect_url = shapes::reconnect_redirect_url(req)?;
-            shapes::reconnect_started(&flow::reconnect(app, caller, id(), &redirect_url).await?)
+            shapes::reconnect_started(&flow::reconnect(app, caller, id, &redirect_url).await?)
         }
     }
 }

@@ -359,21 +359,23 @@ impl Admin {
     /// One connection as the API shows it.
     pub async fn connections_show(&self, org: &str, id: &str) -> Result<String> {
         let app = self.app()?;
-        let c = connection::get(&app, &Caller::operator(org), id).await?;
+        let c =
+            connection::get(app.connections.as_ref(), &Caller::operator(org), &id.into()).await?;
         pretty(&shapes::connection_body(&c))
     }
 
     /// Revokes the connection as `DELETE /v1/connections/{id}` does, and prints its answer.
     pub async fn connections_revoke(&self, org: &str, id: &str) -> Result<String> {
         let app = self.app()?;
-        let r = connection::revoke(&app, &Caller::operator(org), id).await?;
+        let r = connection::revoke(&app, &Caller::operator(org), &id.into()).await?;
         pretty(&shapes::revoked_body(&r))
     }
 
     /// The connection's access token as the token route answers it, refreshed when due.
     pub async fn connections_token(&self, org: &str, id: &str, force: bool) -> Result<String> {
         let app = self.app()?;
-        let t = connection::token(&app, &Caller::operator(org), id, force, "brokerctl").await?;
+        let t =
+            connection::token(&app, &Caller::operator(org), &id.into(), force, "brokerctl").await?;
         pretty(&shapes::token_body(&t))
     }
 }

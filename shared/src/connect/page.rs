@@ -153,7 +153,7 @@ pub async fn result_page(app: &App, landing: Landing) -> Result<Response<Body>> 
         "connection_id": connection_id,
     });
     let mut params = vec![
-        ("connection_id", connection_id.clone()),
+        ("connection_id", connection_id.to_string()),
         ("status", status.into()),
     ];
     if let Some((error, description)) = &refused {

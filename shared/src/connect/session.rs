@@ -13,7 +13,7 @@ use crate::crypto::{random_token, sha256_hex};
 use crate::flow::{self, FlowKind, StartRequest, Started};
 use crate::redirect::RedirectUrl;
 use crate::secret::Sensitive;
-use crate::{App, Error, Result};
+use crate::{App, ConnectionId, Error, OrgId, Result};
 
 /// The session port.
 #[async_trait]
@@ -22,7 +22,7 @@ pub trait SessionStore: Send + Sync {
     /// The session, unless it expired (checked here, not left to the TTL).
     async fn get_session(&self, token_hash: &str, now: i64) -> Result<Option<ConnectSession>>;
     /// Records the session's connection: `false` when another connection spent it first.
-    async fn spend_session(&self, token_hash: &str, connection_id: &str) -> Result<bool>;
+    async fn spend_session(&self, token_hash: &str, connection_id: &ConnectionId) -> Result<bool>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,7 +38,7 @@ pub struct EndUser {
 pub struct ConnectSession {
     /// SHA-256 (hex) of the token; the token itself is never stored.
     pub token_hash: String,
-    pub organization_id: String,
+    pub organization_id: OrgId,
     pub workspace_id: String,
     /// The key's user: flows started from the page are the platform's, on the end user's behalf.
     pub user_id: u64,
@@ -52,7 +52,7 @@ pub struct ConnectSession {
     pub origin: Option<String>,
     /// The connection that spent it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connection_id: Option<String>,
+    pub connection_id: Option<ConnectionId>,
     pub created_at: i64,
     pub expires_at: i64,
 }

@@ -5,15 +5,15 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::{Connection, refresh};
+use super::{Connection, ConnectionStore, refresh};
 use crate::auth::Caller;
 use crate::secret::Sensitive;
-use crate::{App, Error, Result};
+use crate::{App, ConnectionId, Error, Result};
 
 /// A token handed to the platform: never the refresh token.
 #[derive(Debug)]
 pub struct AccessToken {
-    pub connection_id: String,
+    pub connection_id: ConnectionId,
     pub access_token: Sensitive<String>,
     pub token_type: String,
     pub expires_at: Option<i64>,
@@ -25,9 +25,12 @@ pub struct AccessToken {
 
 /// The caller's connection `id`: another organization's does not exist (404); a workspace-limited
 /// key sees only connections of its workspaces (403).
-pub async fn get(app: &App, caller: &Caller, id: &str) -> Result<Connection> {
-    let connection = app
-        .connections
+pub async fn get(
+    connections: &dyn ConnectionStore,
+    caller: &Caller,
+    id: &ConnectionId,
+) -> Result<Connection> {
+    let connection = connections
         .get_connection(&caller.organization_id, id)
         .await?
         .ok_or_else(|| Error::NotFound("connection".into()))?;
@@ -42,11 +45,11 @@ pub async fn get(app: &App, caller: &Caller, id: &str) -> Result<Connection> {
 pub async fn token(
     app: &App,
     caller: &Caller,
-    id: &str,
+    id: &ConnectionId,
     force: bool,
     trace_id: &str,
 ) -> Result<AccessToken> {
-    let connection = get(app, caller, id).await?;
+    let connection = get(app.connections.as_ref(), caller, id).await?;
     let (tokens, refreshed) = refresh::fresh(app, connection, force).await?;
     tracing::info!(
         audit = "token_issued",
@@ -58,7 +61,7 @@ pub async fn token(
         "access token handed out"
     );
     Ok(AccessToken {
-        connection_id: id.to_string(),
+        connection_id: id.clone(),
         access_token: tokens.access_token,
         token_type: tokens.token_type,
         expires_at: tokens.expires_at,

@@ -32,13 +32,13 @@ impl Default for DocumentCache {
 
 impl DocumentCache {
     pub(super) fn get(&self, c: &Connection) -> Option<TokenSet> {
-        self.documents.get(&(c.id.clone(), c.version))
+        self.documents.get(&(c.id.to_string(), c.version))
     }
 
     pub(super) fn insert(&self, c: &Connection, tokens: &TokenSet) {
         let mut kept = tokens.clone();
         kept.refresh_token = None;
-        self.documents.insert((c.id.clone(), c.version), kept);
+        self.documents.insert((c.id.to_string(), c.version), kept);
     }
 
     /// The in-process gate of one connection's refresh.

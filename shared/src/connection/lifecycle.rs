@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use super::{Connection, ConnectionStatus, KeepAlive, TokenSettings};
 use crate::provider::{Endpoints, RevocationOutcome};
+use crate::{ConnectionId, OrgId};
 
 /// A refresh in progress: its holder and until when others leave the tokens to it. The lease is
 /// data, not a lock: taking it is a [`Transition`] fenced by the version, so two processes that
@@ -21,8 +22,8 @@ pub struct Lease {
 /// incrementing the version. Both backends apply it atomically; events start here (DESIGN §9.6).
 #[derive(Debug, Clone)]
 pub struct Transition {
-    pub organization_id: String,
-    pub connection_id: String,
+    pub organization_id: OrgId,
+    pub connection_id: ConnectionId,
     pub from: &'static [ConnectionStatus],
     pub to: ConnectionStatus,
     /// The version the caller read, when its decision depended on that read.
@@ -75,15 +76,15 @@ pub struct Change {
 impl Transition {
     /// A transition of `connection_id` in `organization_id`, with no other field changed.
     pub fn new(
-        organization_id: &str,
-        connection_id: &str,
+        organization_id: &OrgId,
+        connection_id: &ConnectionId,
         from: &'static [ConnectionStatus],
         to: ConnectionStatus,
         at: i64,
     ) -> Self {
         Transition {
-            organization_id: organization_id.to_string(),
-            connection_id: connection_id.to_string(),
+            organization_id: organization_id.clone(),
+            connection_id: connection_id.clone(),
             from,
             to,
             version: None,
@@ -240,8 +241,8 @@ mod tests {
     #[test]
     fn apply_sets_exactly_the_fields_the_change_serializes() {
         let mut t = Transition::new(
-            "org",
-            "conn_1",
+            &"org".into(),
+            &"conn_1".into(),
             &[ConnectionStatus::Pending],
             ConnectionStatus::Authorized,
             5,
@@ -266,8 +267,8 @@ mod tests {
         c.status = ConnectionStatus::Active;
         c.keepalive = full_change().keepalive;
         let t = Transition::new(
-            "org",
-            "conn_1",
+            &"org".into(),
+            &"conn_1".into(),
             ConnectionStatus::USABLE,
             ConnectionStatus::ReauthorizationRequired,
             5,
@@ -280,8 +281,8 @@ mod tests {
     #[test]
     fn a_stale_version_or_another_status_is_refused_and_changes_nothing() {
         let mut t = Transition::new(
-            "org",
-            "conn_1",
+            &"org".into(),
+            &"conn_1".into(),
             &[ConnectionStatus::Authorized],
             ConnectionStatus::Active,
             5,

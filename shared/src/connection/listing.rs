@@ -6,7 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use super::{Connection, ConnectionStatus, ConnectionStore};
 use crate::auth::Caller;
 use crate::crypto::sha256_hex;
-use crate::{Error, Result};
+use crate::{Error, OrgId, Result};
 
 pub const DEFAULT_LIMIT: usize = 50;
 pub const MAX_LIMIT: usize = 100;
@@ -27,7 +27,7 @@ pub struct ListFilters {
 /// them), the filters, and where the previous page ended.
 #[derive(Debug, Clone)]
 pub struct ListQuery {
-    pub organization_id: String,
+    pub organization_id: OrgId,
     pub workspaces: Option<Vec<String>>,
     pub provider: Option<String>,
     pub status: Option<ConnectionStatus>,

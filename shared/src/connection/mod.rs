@@ -33,6 +33,7 @@ use serde_json::Value;
 
 pub use crate::provider::TokenSettings;
 use crate::provider::{Endpoints, RevocationOutcome};
+use crate::{ConnectionId, OrgId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -103,8 +104,8 @@ impl ConnectionStatus {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Connection {
-    pub id: String,
-    pub organization_id: String,
+    pub id: ConnectionId,
+    pub organization_id: OrgId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace_id: Option<String>,
     pub user_id: u64,
@@ -188,8 +189,8 @@ impl Connection {
         now: i64,
     ) -> Self {
         Connection {
-            id: new_connection_id(),
-            organization_id: organization_id.to_string(),
+            id: new_connection_id().into(),
+            organization_id: organization_id.into(),
             workspace_id,
             user_id,
             end_user_id: None,

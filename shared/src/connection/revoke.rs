@@ -10,7 +10,7 @@ use super::{Connection, ConnectionStatus, Transition, access};
 use crate::auth::Caller;
 use crate::provider::{Provider, RevocationOutcome, TokenSet, TokenSettings};
 use crate::vault::names;
-use crate::{App, Error, Result};
+use crate::{App, ConnectionId, Error, Result};
 
 /// How long a revoked connection is kept for the platform to read, before its TTL removes it.
 pub const TOMBSTONE_SECS: i64 = 30 * 24 * 3600;
@@ -18,14 +18,14 @@ pub const TOMBSTONE_SECS: i64 = 30 * 24 * 3600;
 /// What a delete answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revocation {
-    pub connection_id: String,
+    pub connection_id: ConnectionId,
     pub provider_revocation: RevocationOutcome,
 }
 
 /// Revokes the caller's connection `id`: first the tombstone (so no refresh starts after it),
 /// then the provider, then the secret, then the outcome recorded for a repeated delete.
-pub async fn revoke(app: &App, caller: &Caller, id: &str) -> Result<Revocation> {
-    let connection = access::get(app, caller, id).await?;
+pub async fn revoke(app: &App, caller: &Caller, id: &ConnectionId) -> Result<Revocation> {
+    let connection = access::get(app.connections.as_ref(), caller, id).await?;
     if let (ConnectionStatus::Revoked, Some(outcome)) =
         (connection.status, connection.provider_revocation)
     {

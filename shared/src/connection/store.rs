@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 
 use super::{Connection, ListQuery, Transition};
-use crate::Result;
+use crate::{ConnectionId, OrgId, Result};
 
 /// The connection port. A pending connection is written with its flow
 /// ([`crate::flow::FlowStore::create_flow`]); a flow's outcome and its connection's transition are
@@ -12,7 +12,11 @@ pub trait ConnectionStore: Send + Sync {
     async fn create_connection(&self, connection: &Connection) -> Result<()>;
 
     /// Scoped by organization: another organization's connection is simply not found.
-    async fn get_connection(&self, organization_id: &str, id: &str) -> Result<Option<Connection>>;
+    async fn get_connection(
+        &self,
+        organization_id: &OrgId,
+        id: &ConnectionId,
+    ) -> Result<Option<Connection>>;
 
     /// Applies `transition` atomically and returns the connection as it now is. A connection that
     /// does not admit it (missing, another status, another version) is [`crate::Error::Conflict`]:

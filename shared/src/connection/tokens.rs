@@ -2,15 +2,15 @@ use crate::crypto::sha256_hex;
 use crate::provider::TokenSet;
 use crate::secret::Sensitive;
 use crate::vault::{Vault, names};
-use crate::{Error, Result};
+use crate::{ConnectionId, Error, OrgId, Result};
 
 /// Whose tokens a document holds: the secret's name and tags come from it.
 #[derive(Debug, Clone, Copy)]
 pub struct TokenOwner<'a> {
-    pub organization_id: &'a str,
+    pub organization_id: &'a OrgId,
     pub workspace_id: Option<&'a str>,
     pub provider: &'a str,
-    pub connection_id: &'a str,
+    pub connection_id: &'a ConnectionId,
 }
 
 /// Writes a connection's token document to the vault and returns the secret's id. `idempotency`
@@ -26,7 +26,7 @@ pub async fn write_tokens(
     let name = names::connection(secret_prefix, owner.organization_id, owner.connection_id);
     let document = Sensitive::new(serde_json::to_string(tokens).map_err(Error::internal)?);
     let tags = [
-        ("organization", owner.organization_id),
+        ("organization", owner.organization_id.as_str()),
         ("workspace", owner.workspace_id.unwrap_or("-")),
         ("provider", owner.provider),
     ];

@@ -12,7 +12,7 @@ use oauth2::reqwest;
 
 use super::{Endpoint, EventType, WebhookSecrets, WebhookStore, check_address};
 use crate::vault::Vault;
-use crate::{Config, Error, Result};
+use crate::{Config, ConnectionId, Error, OrgId, Result};
 
 /// Retry delays after the 1st, 2nd, ... failed attempt; after the last, the delivery is dead.
 pub const BACKOFF_SECS: [i64; 8] = [5, 30, 120, 600, 1_800, 7_200, 18_000, 36_000];
@@ -29,8 +29,8 @@ pub struct Delivery {
     /// The `webhook-id`, the same on every attempt.
     pub event_id: String,
     pub event_type: EventType,
-    pub organization_id: String,
-    pub connection_id: String,
+    pub organization_id: OrgId,
+    pub connection_id: ConnectionId,
     pub body: String,
     pub endpoint_id: String,
     /// Failed attempts so far.
@@ -70,7 +70,7 @@ pub struct Pump<'a> {
 /// Delivers what is due at `now` (one attempt each); returns how many were delivered. Each
 /// organization's endpoints and each endpoint's secrets are read once per round.
 pub async fn pump_once(pump: &Pump<'_>, now: i64) -> Result<usize> {
-    let mut endpoints: HashMap<String, Vec<Endpoint>> = HashMap::new();
+    let mut endpoints: HashMap<OrgId, Vec<Endpoint>> = HashMap::new();
     let mut secrets: HashMap<String, Option<WebhookSecrets>> = HashMap::new();
     let mut delivered = 0;
     for d in pump.outbox.due(now, 64).await? {

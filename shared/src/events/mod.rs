@@ -22,6 +22,7 @@ pub use sqs::SqsDeadLetters;
 use serde::{Deserialize, Serialize};
 
 use crate::connection::{Connection, ConnectionStatus};
+use crate::{ConnectionId, OrgId};
 
 /// What happened to a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -77,8 +78,8 @@ impl EventType {
 pub struct Event {
     pub id: String,
     pub event_type: EventType,
-    pub organization_id: String,
-    pub connection_id: String,
+    pub organization_id: OrgId,
+    pub connection_id: ConnectionId,
     /// The JSON body, signed and sent as is (never a token).
     pub body: String,
     pub created_at: i64,

@@ -19,7 +19,7 @@ use super::delivery::{Answer, Delivery, attempt, read_secrets};
 use super::{Endpoint, Event, WebhookSecrets, WebhookStore, of_change};
 use crate::connection::Connection;
 use crate::vault::Vault;
-use crate::{Config, Error, Result};
+use crate::{Config, Error, OrgId, Result};
 
 /// The waits before the 2nd, 3rd, ... attempt of one event at one endpoint; after the last, the
 /// event is dead-lettered. A record waiting blocks its shard, so these are minutes, not the
@@ -127,7 +127,7 @@ pub async fn deliver_records(
 /// What one invocation has read: each organization's endpoints, each endpoint's secrets.
 #[derive(Default)]
 struct Round {
-    endpoints: HashMap<String, Vec<Endpoint>>,
+    endpoints: HashMap<OrgId, Vec<Endpoint>>,
     secrets: HashMap<String, Option<WebhookSecrets>>,
 }
 
@@ -310,8 +310,8 @@ async fn dead_letter(
     let letter = DeadLetter {
         event_id: event.id.clone(),
         endpoint_id: entry.endpoint_id.clone(),
-        organization_id: event.organization_id.clone(),
-        connection_id: event.connection_id.clone(),
+        organization_id: event.organization_id.to_string(),
+        connection_id: event.connection_id.to_string(),
         event_type: event.event_type.as_str().to_string(),
         attempts: entry.attempts,
         reason: reason.to_string(),

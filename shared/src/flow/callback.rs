@@ -13,7 +13,7 @@ use crate::provider::{Provider, TokenSet};
 use crate::redirect::RedirectUrl;
 use crate::secret::Sensitive;
 use crate::vault::{AppCredentials, names};
-use crate::{App, Error, Result};
+use crate::{App, ConnectionId, Error, Result};
 
 /// Where the browser goes when the callback is done.
 #[derive(Debug)]
@@ -23,7 +23,7 @@ pub enum Landing {
     /// A connect flow's end: the connect page's result, for the session (SHA-256 of its token).
     Connect {
         session_hash: String,
-        connection_id: String,
+        connection_id: ConnectionId,
         /// `None`: connected; else the provider's error code and description.
         refused: Option<(String, String)>,
     },
@@ -363,11 +363,11 @@ async fn references(
             ),
         ],
         FlowKind::Connector | FlowKind::Connect => vec![
-            ("connection_id", flow.connection_id.clone()),
+            ("connection_id", flow.connection_id.to_string()),
             ("status", "authorized".to_string()),
         ],
         FlowKind::Reconnect => vec![
-            ("connection_id", flow.connection_id.clone()),
+            ("connection_id", flow.connection_id.to_string()),
             ("status", "active".to_string()),
         ],
         FlowKind::Personal => {
@@ -384,7 +384,7 @@ async fn references(
                 .await?;
             vec![
                 ("state_token", token),
-                ("connection_id", flow.connection_id.clone()),
+                ("connection_id", flow.connection_id.to_string()),
             ]
         }
         // Never bound to a browser, so never consumed by the callback.

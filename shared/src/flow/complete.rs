@@ -6,7 +6,7 @@ use crate::auth::Caller;
 use crate::connection::{Connection, ConnectionStatus, Transition};
 use crate::crypto::{random_token, sha256_hex};
 use crate::provider::TokenSet;
-use crate::{App, Error, Result};
+use crate::{App, Error, OrgId, Result};
 
 fn invalid_state_token() -> Error {
     Error::Validation {
@@ -23,7 +23,7 @@ pub async fn complete_personal(
     caller: &Caller,
     state_token: &str,
 ) -> Result<Connection> {
-    let organization_id = caller.organization_id.as_str();
+    let organization_id = &caller.organization_id;
     if !super::is_handle(state_token) {
         return Err(invalid_state_token());
     }
@@ -60,7 +60,7 @@ pub async fn complete_personal(
 /// `complete_oauth`: what the platform brings back from the provider's redirect to its own URL.
 #[derive(Debug)]
 pub struct ClientCompletion {
-    pub organization_id: String,
+    pub organization_id: OrgId,
     pub workspace_id: String,
     /// Must equal the one the flow was started with.
     pub definition_id: String,
@@ -92,7 +92,7 @@ pub async fn complete_client_callback(
         return Err(Error::FlowRejected);
     }
     let claim = Claim::Client {
-        organization_id: req.organization_id,
+        organization_id: req.organization_id.into(),
         workspace_id: req.workspace_id,
         definition_id: req.definition_id,
         // Compared in the form the flow stored it (parsed and serialized); an unparsable one

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::provider::Endpoints;
 use crate::secret::Sensitive;
+use crate::{ConnectionId, OrgId};
 
 /// Which request shape started a flow; it decides what the callback hands back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,7 +107,7 @@ pub struct Flow {
     /// SHA-256 (hex) of the state; the state itself is never stored.
     pub key: String,
     pub kind: FlowKind,
-    pub organization_id: String,
+    pub organization_id: OrgId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace_id: Option<String>,
     pub user_id: u64,
@@ -134,7 +135,7 @@ pub struct Flow {
     /// An `exchanged` flow's tokens, sealed ([`crate::crypto::Sealer`]); gone once stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed_tokens: Option<String>,
-    pub connection_id: String,
+    pub connection_id: ConnectionId,
     /// The connect session that started it (SHA-256 of its token), for a `connect` flow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_session: Option<String>,
@@ -148,8 +149,8 @@ pub struct Flow {
 pub struct StateToken {
     /// SHA-256 (hex) of the token.
     pub token_hash: String,
-    pub organization_id: String,
-    pub connection_id: String,
+    pub organization_id: OrgId,
+    pub connection_id: ConnectionId,
     pub created_at: i64,
     pub expires_at: i64,
 }

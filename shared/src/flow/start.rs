@@ -10,7 +10,7 @@ use crate::crypto::{random_token, sha256_hex};
 use crate::provider::{Endpoints, Provider};
 use crate::redirect::RedirectUrl;
 use crate::secret::Sensitive;
-use crate::{App, Error, Result};
+use crate::{App, ConnectionId, Error, Result};
 
 /// What any initiate route asks for, after its own request shape is parsed.
 #[derive(Debug, Clone)]
@@ -39,7 +39,7 @@ pub struct Started {
     /// The URL the user's browser opens: the authorize step for hosted flows, the provider's
     /// consent page for client-callback flows. It carries the flow's handle (the state).
     pub consent_url: Sensitive<Url>,
-    pub connection_id: String,
+    pub connection_id: ConnectionId,
     pub expires_at: i64,
 }
 
@@ -96,10 +96,10 @@ pub async fn start(app: &App, caller: &Caller, req: StartRequest) -> Result<Star
 pub async fn reconnect(
     app: &App,
     caller: &Caller,
-    id: &str,
+    id: &ConnectionId,
     redirect_url: &str,
 ) -> Result<Started> {
-    let connection = crate::connection::get(app, caller, id).await?;
+    let connection = crate::connection::get(app.connections.as_ref(), caller, id).await?;
     if !ConnectionStatus::RECONNECTABLE.contains(&connection.status) {
         return Err(Error::field(
             "connection_id",
@@ -190,7 +190,7 @@ async fn begin(app: &App, plan: Plan<'_>) -> Result<Started> {
     let flow = Flow {
         key: sha256_hex(&state),
         kind: plan.kind,
-        organization_id: org.id.clone(),
+        organization_id: org.id.as_str().into(),
         workspace_id: connection.workspace_id.clone(),
         user_id: connection.user_id,
         provider: plan.provider.slug.clone(),

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::Caller;
 use crate::connection::{Connection, ConnectionStatus, Transition};
 use crate::crypto::sha256_hex;
-use crate::{App, Error, Result};
+use crate::{App, ConnectionId, Error, OrgId, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Source {
@@ -21,7 +21,7 @@ pub struct Source {
     pub workspace_id: String,
     pub name: String,
     pub source_definition_id: String,
-    pub connection_id: String,
+    pub connection_id: ConnectionId,
     pub status: String,
     pub created_at: i64,
 }
@@ -37,10 +37,10 @@ pub trait SourceStore: Send + Sync {
 /// What the platform asks for.
 #[derive(Debug, Clone)]
 pub struct NewSource {
-    pub organization_id: String,
+    pub organization_id: OrgId,
     pub workspace_id: String,
     pub source_definition_id: String,
-    pub connection_id: String,
+    pub connection_id: ConnectionId,
     pub name: String,
 }
 
@@ -94,7 +94,7 @@ pub async fn create(app: &App, caller: &Caller, req: NewSource) -> Result<Source
     let now = app.clock.now();
     let source = Source {
         id: source_id(&req.organization_id, &connection.id),
-        organization_id: req.organization_id,
+        organization_id: req.organization_id.into(),
         workspace_id: req.workspace_id,
         name: name.to_string(),
         source_definition_id: req.source_definition_id,

@@ -31,7 +31,7 @@ use crate::flow::{Claim, Flow, FlowStatus, StateToken};
 use crate::org::Org;
 use crate::source::Source;
 use crate::vault::sdk_error;
-use crate::{Error, Result};
+use crate::{ConnectionId, Error, OrgId, Result};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -814,7 +814,11 @@ impl ConnectionStore for DynamoStore {
         }
     }
 
-    async fn get_connection(&self, organization_id: &str, id: &str) -> Result<Option<Connection>> {
+    async fn get_connection(
+        &self,
+        organization_id: &OrgId,
+        id: &ConnectionId,
+    ) -> Result<Option<Connection>> {
         self.get(keys::connection(organization_id, id)).await
     }
 
@@ -1045,7 +1049,7 @@ impl SessionStore for DynamoStore {
         Ok(session.filter(|s| s.expires_at > now))
     }
 
-    async fn spend_session(&self, token_hash: &str, connection_id: &str) -> Result<bool> {
+    async fn spend_session(&self, token_hash: &str, connection_id: &ConnectionId) -> Result<bool> {
         // The same connection's retry (its answer lost) finds its own mark.
         let out = self
             .client
@@ -1056,7 +1060,7 @@ impl SessionStore for DynamoStore {
             .condition_expression(
                 "attribute_exists(pk) AND (attribute_not_exists(connection_id) OR connection_id = :c)",
             )
-            .expression_attribute_values(":c", s(connection_id))
+            .expression_attribute_values(":c", s(connection_id.as_str()))
             .send()
             .await;
         match out {

@@ -22,7 +22,7 @@ use crate::events::{self, Delivery, Endpoint, EventOutbox, EventType};
 use crate::flow::{Claim, Flow, FlowStatus, StateToken};
 use crate::org::Org;
 use crate::source::Source;
-use crate::{Error, Result};
+use crate::{ConnectionId, Error, OrgId, Result};
 
 pub const DB_FILE: &str = "broker.sqlite3";
 
@@ -621,7 +621,11 @@ impl ConnectionStore for EmbeddedStore {
         })?)
     }
 
-    async fn get_connection(&self, organization_id: &str, id: &str) -> Result<Option<Connection>> {
+    async fn get_connection(
+        &self,
+        organization_id: &OrgId,
+        id: &ConnectionId,
+    ) -> Result<Option<Connection>> {
         self.db.get(&keys::connection(organization_id, id))
     }
 
@@ -728,14 +732,14 @@ impl SessionStore for EmbeddedStore {
         Ok(session.filter(|s| s.expires_at > now))
     }
 
-    async fn spend_session(&self, token_hash: &str, connection_id: &str) -> Result<bool> {
+    async fn spend_session(&self, token_hash: &str, connection_id: &ConnectionId) -> Result<bool> {
         let outcome = self.db.modify(
             &keys::connect_session(token_hash),
             false,
             |s: &mut ConnectSession| {
                 let open = s.connection_id.is_none();
                 if open {
-                    s.connection_id = Some(connection_id.to_string());
+                    s.connection_id = Some(connection_id.clone());
                 }
                 open
             },
@@ -879,8 +883,8 @@ impl EventOutbox for EmbeddedStore {
                         seq,
                         event_id,
                         event_type: EventType::parse(&kind)?,
-                        organization_id,
-                        connection_id,
+                        organization_id: organization_id.into(),
+                        connection_id: connection_id.into(),
                         body,
                         endpoint_id,
                         attempts,

@@ -64,7 +64,9 @@ pub struct AppCredentials {
 
 /// Secret names of DESIGN §5.
 pub mod names {
-    pub fn connection(prefix: &str, org: &str, connection_id: &str) -> String {
+    use crate::{ConnectionId, OrgId};
+
+    pub fn connection(prefix: &str, org: &OrgId, connection_id: &ConnectionId) -> String {
         format!("{prefix}/connections/{org}/{connection_id}")
     }
 

@@ -136,10 +136,10 @@ struct ConnectorSourceBody {
 pub fn connector_source(req: &Request, organization_id: &str) -> Result<NewSource> {
     let body: ConnectorSourceBody = api::json_body(req)?;
     Ok(NewSource {
-        organization_id: organization_id.to_string(),
+        organization_id: organization_id.into(),
         workspace_id: body.workspace_id,
         source_definition_id: body.source_definition_id,
-        connection_id: body.connection_id,
+        connection_id: body.connection_id.into(),
         name: body.source_name,
     })
 }
