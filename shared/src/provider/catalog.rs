@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
 
@@ -41,14 +41,16 @@ impl Catalog {
         Self::index(entries)
     }
 
-    /// Indexes entries by slug, alias and definition id; names and issuers must be unique.
+    /// Indexes entries by slug, alias and definition id. Names must be unique; an issuer may be
+    /// shared only by entries of one authorization server (Google's several APIs: the same
+    /// authorize and token endpoints), since `iss` tells servers apart, not APIs (RFC 9207).
     fn index(entries: Vec<Provider>) -> Result<Self> {
         let mut providers = BTreeMap::new();
         for p in entries {
             providers.insert(p.slug.clone(), p);
         }
         let mut names = HashMap::new();
-        let mut issuers = HashSet::new();
+        let mut issuers: HashMap<&str, &Provider> = HashMap::new();
         for p in providers.values() {
             for name in p.aliases.iter().chain(&p.source_definition_ids) {
                 let clash = providers.contains_key(name)
@@ -60,10 +62,13 @@ impl Catalog {
                 }
             }
             if let Some(iss) = &p.issuer
-                && !issuers.insert(iss.clone())
+                && let Some(first) = issuers.insert(iss, p)
+                && (&first.authorization_url, &first.token_url)
+                    != (&p.authorization_url, &p.token_url)
             {
                 return Err(Error::validation(format!(
-                    "provider catalog: issuer `{iss}` is declared twice"
+                    "provider catalog: issuer `{iss}` is declared by `{}` and `{}`, whose endpoints differ",
+                    first.slug, p.slug
                 )));
             }
         }
@@ -223,7 +228,8 @@ mod tests {
     #[test]
     fn builtin_slugs_are_unique_and_every_entry_is_valid() {
         let entries = builtin().unwrap();
-        let slugs: HashSet<&str> = entries.iter().map(|p| p.slug.as_str()).collect();
+        let slugs: std::collections::HashSet<&str> =
+            entries.iter().map(|p| p.slug.as_str()).collect();
         assert_eq!(slugs.len(), entries.len(), "a built-in slug appears twice");
         assert!(entries.len() >= 60);
         // Checked here rather than at every start; patterns are compiled on first use.
@@ -256,11 +262,17 @@ mod tests {
         same_issuer.slug = "google-sheets-2".into();
         same_issuer.aliases.clear();
         same_issuer.source_definition_ids.clear();
-        for extra in [same_definition, same_issuer] {
+        let mut same_issuer_elsewhere = same_issuer.clone();
+        same_issuer_elsewhere.token_url = "https://tokens.example/token".into();
+        for extra in [same_definition, same_issuer_elsewhere] {
             let mut all = entries.clone();
             all.push(extra);
             assert!(build(all, &config()).is_err());
         }
+        // One authorization server's issuer, declared by two entries with its endpoints: fine
+        let mut all = entries.clone();
+        all.push(same_issuer);
+        assert!(build(all, &config()).is_ok());
     }
 
     #[test]
