@@ -354,3 +354,289 @@ client_auth = "post"
     assert_eq!(query_of(&target)["scope"], "repo");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+// One exchange (and refresh or revocation where the shape has one) per request shape the
+// catalog's providers need beyond RFC 6749.
+
+#[tokio::test]
+async fn tiktok_style_names_and_envelope_are_spoken_and_read() {
+    // Given an entry shaped like TikTok's Business API, and a provider that understands only
+    // its own names
+    let tiktok_knobs = || Knobs {
+        tiktok_style: true,
+        post_auth_only: true,
+        refuse_pkce: true,
+        code_param: Some("auth_code".into()),
+        ..Knobs::default()
+    };
+    let broker = broker(
+        &[
+            ("pkce", "\"unsupported\""),
+            ("client_auth", "\"post\""),
+            ("token_body", "\"json\""),
+            (
+                "param_names",
+                "{ client_id = \"app_id\", client_secret = \"secret\", code = \"auth_code\" }",
+            ),
+            ("code_param", "\"auth_code\""),
+            ("token_response_path", "\"data\""),
+            ("success_field", "\"code\""),
+            ("keep_token_fields", "[\"advertiser_ids\"]"),
+        ],
+        "",
+        tiktok_knobs(),
+    )
+    .await;
+
+    // When a flow runs
+    let params = flow(&broker, json!({})).await;
+
+    // Then authorize named the app `app_id`, the code went as JSON under TikTok's names, and the
+    // vault holds the token from inside the envelope: no expiry, no refresh token, the scope ids
+    let doc = stored(&broker, &params).await;
+    let ledger = broker.provider.ledger();
+    let auth = &ledger.authorize_requests[0];
+    assert_eq!(auth["app_id"], broker_tests::fake_provider::CLIENT_ID);
+    assert!(!auth.contains_key("client_id"));
+    assert_eq!(ledger.token_requests[0].encoding, "json");
+    assert_eq!(ledger.token_requests[0].outcome, "issued");
+    assert_eq!(doc["scope"], "4 5");
+    assert_eq!(doc["metadata"]["advertiser_ids"], json!(["7001"]));
+    assert!(doc.get("expires_at").is_none() && doc.get("refresh_token").is_none());
+
+    // And a refused code, a 200 whose `code` is not 0, ends the flow without tokens
+    broker.provider.set_knobs(Knobs {
+        token_error: Some("invalid_grant".into()),
+        ..tiktok_knobs()
+    });
+    let params = flow(&broker, json!({})).await;
+    assert_eq!(params["error"], "invalid_grant", "{params:?}");
+    assert!(!params.contains_key("secret_id"));
+}
+
+#[tokio::test]
+async fn zoho_style_the_code_is_redeemed_and_refreshed_at_the_server_the_callback_names() {
+    // Given an entry whose callback names the accounts server (Zoho's `accounts-server`), and a
+    // user whose data center is the second of two listed servers (the provider under its name)
+    let broker = broker(
+        &[
+            ("token_server_param", "\"accounts-server\""),
+            ("token_servers", "[\"{base}\", \"{base_by_name}\"]"),
+        ],
+        "",
+        Knobs::default(),
+    )
+    .await;
+    let by_name = broker.provider.base_url.replace("127.0.0.1", "localhost");
+    let server = Knobs {
+        redirect_extra: vec![
+            ("accounts-server".into(), by_name.clone()),
+            ("location".into(), "eu".into()),
+        ],
+        ..Knobs::default()
+    };
+    broker.provider.set_knobs(server.clone());
+
+    // When a connection is made and later refreshed
+    let (id, _) = broker.authorized_personal_connection().await;
+    let (status, _) = broker.token(&id, true).await;
+    assert_eq!(status, 200);
+
+    // Then the code and the refresh token both went to that server, and the connection keeps
+    // its endpoints there
+    let hosts: Vec<String> = broker
+        .provider
+        .ledger()
+        .token_requests
+        .iter()
+        .map(|t| t.host.clone())
+        .collect();
+    let named = by_name.trim_start_matches("http://").to_string();
+    assert_eq!(hosts, [named.clone(), named]);
+    let kept = broker.connection(&id).await.endpoints.unwrap();
+    assert_eq!(kept.token_url, format!("{by_name}/token"));
+    assert_eq!(kept.revocation_url, Some(format!("{by_name}/revoke")));
+
+    // And a callback naming a server the entry does not list ends the flow; the code is never sent
+    broker.provider.set_knobs(Knobs {
+        redirect_extra: vec![(
+            "accounts-server".into(),
+            "https://accounts.evil.example".into(),
+        )],
+        ..Knobs::default()
+    });
+    let before = broker.provider.ledger().token_requests.len();
+    let params = flow(&broker, json!({})).await;
+    assert_eq!(params["error"], "invalid_request", "{params:?}");
+    assert_eq!(broker.provider.ledger().token_requests.len(), before);
+}
+
+#[tokio::test]
+async fn slack_style_a_rotated_user_token_comes_back_flat_and_replaces_the_old_one() {
+    // Given Slack's shape with HTTP Basic, and token rotation on
+    let broker = broker(
+        &[
+            ("pkce", "\"unsupported\""),
+            ("scope_param", "\"user_scope\""),
+            ("token_response_path", "\"authed_user\""),
+            ("success_field", "\"ok\""),
+        ],
+        "",
+        Knobs {
+            slack_style: true,
+            ..Knobs::default()
+        },
+    )
+    .await;
+    let (id, _) = broker.authorized_personal_connection().await;
+
+    // When the connection is refreshed twice
+    for _ in 0..2 {
+        let (status, body) = broker.token(&id, true).await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    // Then each refresh authenticated with Basic, read the flat answer, and the second one sent
+    // the refresh token the first received: a rotated token is never sent twice
+    let ledger = broker.provider.ledger();
+    let code = &ledger.token_requests[0];
+    let refreshes = ledger.refreshes();
+    assert_eq!(refreshes.len(), 2);
+    assert!(refreshes.iter().all(|r| r.basic_auth.is_some()));
+    assert_eq!(
+        refreshes[0].form["refresh_token"],
+        code.refresh_token.clone().unwrap()
+    );
+    assert_eq!(
+        refreshes[1].form["refresh_token"],
+        refreshes[0].refresh_token.clone().unwrap()
+    );
+    assert_eq!(ledger.revoked_grants, 0);
+    let (_, token) = broker.token(&id, false).await;
+    assert_eq!(
+        token["access_token"],
+        refreshes[1].access_token.clone().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn dropbox_style_the_refresh_token_is_kept_and_revocation_is_the_access_token_alone() {
+    // Given Dropbox's shape: refresh answers without a new refresh token, revocation by Bearer
+    let broker = broker(
+        &[("revocation_style", "\"bearer\"")],
+        "",
+        Knobs {
+            no_rotation: true,
+            ..Knobs::default()
+        },
+    )
+    .await;
+    let (id, _) = broker.authorized_personal_connection().await;
+
+    // When it is refreshed twice and then deleted
+    for _ in 0..2 {
+        assert_eq!(broker.token(&id, true).await.0, 200);
+    }
+    let (status, body) = broker.delete_connection(&id).await;
+
+    // Then both refreshes sent the original refresh token, and the provider was asked to revoke
+    // with the latest access token as Bearer and nothing else
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["provider_revocation"], "revoked");
+    let ledger = broker.provider.ledger();
+    let original = ledger.token_requests[0].refresh_token.clone().unwrap();
+    let refreshes = ledger.refreshes();
+    assert!(
+        refreshes
+            .iter()
+            .all(|r| r.form["refresh_token"] == original)
+    );
+    let latest = refreshes.last().unwrap().access_token.clone().unwrap();
+    assert_eq!(ledger.revocations.len(), 1);
+    assert_eq!(ledger.revocations[0].token, latest);
+    assert!(ledger.revocations[0].basic_auth.is_none());
+    assert!(ledger.revocations[0].token_type_hint.is_none());
+    assert!(!broker.provider.accepts(&latest));
+}
+
+#[tokio::test]
+async fn stripe_style_a_connection_ends_by_deauthorizing_the_account() {
+    // Given Stripe Connect's shape: the account id kept from the token response, and a
+    // deauthorization by the platform's secret key
+    let broker = broker(
+        &[
+            ("pkce", "\"unsupported\""),
+            ("client_auth", "\"post\""),
+            ("revocation_url", "\"{base}/deauthorize\""),
+            ("revocation_style", "\"stripe_deauthorize\""),
+            ("keep_token_fields", "[\"stripe_user_id\"]"),
+        ],
+        "",
+        Knobs {
+            post_auth_only: true,
+            refuse_pkce: true,
+            extra_token_fields: vec![("stripe_user_id".into(), "acct_1Fake".into())],
+            ..Knobs::default()
+        },
+    )
+    .await;
+    let (id, _) = broker.authorized_personal_connection().await;
+
+    // When the connection is deleted
+    let (status, body) = broker.delete_connection(&id).await;
+
+    // Then Stripe was asked once, with the secret key as Bearer, the app's client id and the
+    // account, and no token was sent
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["provider_revocation"], "revoked");
+    let ledger = broker.provider.ledger();
+    assert_eq!(ledger.deauthorizations.len(), 1);
+    let (bearer, form) = &ledger.deauthorizations[0];
+    assert_eq!(
+        bearer.as_deref(),
+        Some(broker_tests::fake_provider::CLIENT_SECRET)
+    );
+    assert_eq!(form["client_id"], broker_tests::fake_provider::CLIENT_ID);
+    assert_eq!(form["stripe_user_id"], "acct_1Fake");
+    assert_eq!(form.len(), 2);
+    assert!(ledger.revocations.is_empty());
+}
+
+#[tokio::test]
+async fn mailchimp_style_a_token_without_lifetime_and_the_data_center_read_after_the_exchange() {
+    // Given Mailchimp's shape: `expires_in` 0 on tokens that never expire, and the account's data
+    // center behind a metadata endpoint that takes the token under the `OAuth` scheme
+    let broker = broker(
+        &[
+            ("pkce", "\"unsupported\""),
+            ("client_auth", "\"post\""),
+            ("metadata_url", "\"{base}/metadata\""),
+            ("metadata_auth_scheme", "\"OAuth\""),
+            ("keep_metadata_fields", "[\"dc\", \"api_endpoint\"]"),
+        ],
+        "",
+        Knobs {
+            post_auth_only: true,
+            refuse_pkce: true,
+            expires_in: Some(0),
+            ..Knobs::default()
+        },
+    )
+    .await;
+
+    // When a flow runs
+    let params = flow(&broker, json!({})).await;
+
+    // Then the stored document has no expiry and carries the data center and API host
+    let doc = stored(&broker, &params).await;
+    assert!(doc.get("expires_at").is_none(), "{doc}");
+    assert_eq!(doc["metadata"]["dc"], "us6");
+    assert_eq!(
+        doc["metadata"]["api_endpoint"],
+        "https://us6.api.mailchimp.com"
+    );
+    assert!(
+        doc["metadata"].get("login").is_none(),
+        "only the declared fields"
+    );
+}

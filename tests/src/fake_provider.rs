@@ -58,6 +58,10 @@ pub struct Knobs {
     pub delay: Option<std::time::Duration>,
     /// The revocation endpoint answers this HTTP status (and revokes nothing).
     pub revocation_status: Option<u16>,
+    /// TikTok's Business API: `app_id` at authorize; a JSON token body `{app_id, secret,
+    /// auth_code}`; answers in an envelope `{code, message, data}` (0 is success, errors too
+    /// come as 200), tokens without expiry or refresh token, the scope a list of ids.
+    pub tiktok_style: bool,
 }
 
 /// One RFC 7009 revocation request.
@@ -73,6 +77,8 @@ pub struct RevocationRequest {
 
 #[derive(Debug, Clone)]
 pub struct TokenRequest {
+    /// The `Host` the request was sent to (one server under two names stands for two servers).
+    pub host: String,
     /// The request path (regional endpoints live under their own prefix).
     pub path: String,
     /// `form` or `json`: how the body was encoded.
@@ -101,6 +107,8 @@ pub struct Ledger {
     pub revocations: Vec<RevocationRequest>,
     /// Every token and revocation request in arrival order: `code`, `refresh` or `revoke`.
     pub order: Vec<&'static str>,
+    /// Stripe Connect deauthorizations: the Bearer credential and the form.
+    pub deauthorizations: Vec<(Option<String>, HashMap<String, String>)>,
 }
 
 impl Ledger {
@@ -167,6 +175,8 @@ impl FakeProvider {
             .route("/eu/token", post(token))
             .route("/api/me", get(me))
             .route("/revoke", post(revoke))
+            .route("/deauthorize", post(deauthorize))
+            .route("/metadata", get(metadata))
             .with_state(inner.clone());
         tokio::spawn(async move { axum::serve(listener, router).await });
         FakeProvider { base_url, inner }
@@ -221,7 +231,12 @@ async fn authorize(
     else {
         return (StatusCode::BAD_REQUEST, "missing redirect_uri or state").into_response();
     };
-    if params.get("client_id").map(String::as_str) != Some(CLIENT_ID)
+    let client_id = if inner.knobs.tiktok_style {
+        "app_id"
+    } else {
+        "client_id"
+    };
+    if params.get(client_id).map(String::as_str) != Some(CLIENT_ID)
         || params.get("response_type").map(String::as_str) != Some("code")
     {
         return (StatusCode::BAD_REQUEST, "bad client_id or response_type").into_response();
@@ -276,13 +291,33 @@ async fn token(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/json"));
-    let form: HashMap<String, String> = if json_body {
+    let mut form: HashMap<String, String> = if json_body {
         serde_json::from_slice::<HashMap<String, String>>(&body).unwrap_or_default()
     } else {
         url::form_urlencoded::parse(&body).into_owned().collect()
     };
     let basic_auth = basic(&headers);
     let knobs = inner.knobs.clone();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    if knobs.tiktok_style {
+        // TikTok's names, read as the standard ones; a standard name is not understood.
+        for standard in ["client_id", "client_secret", "code"] {
+            form.remove(standard);
+        }
+        for (theirs, standard) in [
+            ("app_id", "client_id"),
+            ("secret", "client_secret"),
+            ("auth_code", "code"),
+        ] {
+            if let Some(v) = form.remove(theirs) {
+                form.insert(standard.to_string(), v);
+            }
+        }
+    }
     let refresh = form.get("grant_type").map(String::as_str) == Some("refresh_token");
     inner
         .ledger
@@ -290,6 +325,7 @@ async fn token(
         .push(if refresh { "refresh" } else { "code" });
     if let (true, Some(status)) = (refresh, knobs.refresh_status) {
         inner.ledger.token_requests.push(TokenRequest {
+            host,
             path: uri.path().to_string(),
             encoding: if json_body { "json" } else { "form" }.to_string(),
             form,
@@ -301,7 +337,7 @@ async fn token(
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
         return (status, "<html>upstream trouble</html>").into_response();
     }
-    let outcome = if knobs.json_body_only && !json_body {
+    let outcome = if (knobs.json_body_only || knobs.tiktok_style) && !json_body {
         Err("invalid_request".to_string())
     } else if refresh {
         check_refresh_request(&mut inner, &form, &basic_auth)
@@ -326,10 +362,14 @@ async fn token(
                 "expires_in": knobs.expires_in.unwrap_or(3600),
                 "scope": inner.grants[grant].scope,
             });
-            if knobs.omit_expires_in {
+            if knobs.omit_expires_in || knobs.tiktok_style {
                 tokens.as_object_mut().unwrap().remove("expires_in");
             }
-            if new_refresh_token {
+            if knobs.tiktok_style {
+                tokens["scope"] = json!([4, 5]);
+                tokens["advertiser_ids"] = json!(["7001"]);
+            }
+            if new_refresh_token && !knobs.tiktok_style {
                 let rt = format!("fake_rt_{n}_{}", uuid::Uuid::new_v4().simple());
                 inner.refresh_tokens.insert(rt.clone(), (grant, false));
                 tokens["refresh_token"] = json!(rt);
@@ -337,17 +377,28 @@ async fn token(
             for (k, v) in &knobs.extra_token_fields {
                 tokens[k] = json!(v);
             }
-            let body = if knobs.slack_style {
+            let body = if knobs.slack_style && !refresh {
                 json!({ "ok": true, "team": { "id": "T1" }, "authed_user": tokens })
+            } else if knobs.slack_style {
+                // A rotated user token comes back flat, beside `ok` (token rotation).
+                tokens["ok"] = json!(true);
+                tokens
+            } else if knobs.tiktok_style {
+                json!({ "code": 0, "message": "OK", "data": tokens })
             } else {
                 tokens
             };
             (StatusCode::OK, body, Some(access))
         }
-        // Slack answers errors with a 200 and `ok: false`.
+        // Slack answers errors with a 200 and `ok: false`, TikTok with a non-zero `code`.
         Err(error) if knobs.slack_style => {
             (StatusCode::OK, json!({ "ok": false, "error": error }), None)
         }
+        Err(error) if knobs.tiktok_style => (
+            StatusCode::OK,
+            json!({ "code": 40001, "message": error, "data": {} }),
+            None,
+        ),
         Err(error) => {
             let status = if error == "invalid_client" {
                 StatusCode::UNAUTHORIZED
@@ -365,6 +416,7 @@ async fn token(
             .push(form.get("code").cloned().unwrap_or_default());
     }
     inner.ledger.token_requests.push(TokenRequest {
+        host,
         path: uri.path().to_string(),
         encoding: if json_body { "json" } else { "form" }.to_string(),
         form,
@@ -528,6 +580,52 @@ async fn revoke(State(inner): Shared, headers: HeaderMap, body: axum::body::Byte
     StatusCode::from_u16(status)
         .unwrap_or(StatusCode::BAD_GATEWAY)
         .into_response()
+}
+
+/// Mailchimp's account metadata, for an access token under the `OAuth` scheme: the data center
+/// that names the account's API host.
+async fn metadata(State(inner): Shared, headers: HeaderMap) -> Response {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("OAuth "))
+        .unwrap_or_default()
+        .to_string();
+    let provider = FakeProvider {
+        base_url: String::new(),
+        inner,
+    };
+    if provider.accepts(&token) {
+        axum::Json(json!({ "dc": "us6", "api_endpoint": "https://us6.api.mailchimp.com", "login": { "login_id": 1 } }))
+            .into_response()
+    } else {
+        StatusCode::UNAUTHORIZED.into_response()
+    }
+}
+
+/// Stripe Connect's deauthorization: the platform's secret key as Bearer, `client_id` and the
+/// connected account's `stripe_user_id` in the form; the account is disconnected.
+async fn deauthorize(
+    State(inner): Shared,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let mut inner = inner.lock().unwrap();
+    inner.ledger.order.push("revoke");
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let known = bearer.as_deref() == Some(CLIENT_SECRET)
+        && form.get("client_id").map(String::as_str) == Some(CLIENT_ID);
+    let account = form.get("stripe_user_id").cloned();
+    inner.ledger.deauthorizations.push((bearer, form));
+    match (known, account) {
+        (true, Some(account)) => axum::Json(json!({ "stripe_user_id": account })).into_response(),
+        _ => StatusCode::UNAUTHORIZED.into_response(),
+    }
 }
 
 fn basic(headers: &HeaderMap) -> Option<(String, String)> {

@@ -612,7 +612,8 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 /// Changes to the fake provider's catalog entry: keys replaced or added (TOML values), and tables
-/// appended (`[provider.regions.eu]` ...), with `{base}` standing for the provider's URL.
+/// appended (`[provider.regions.eu]` ...), with `{base}` standing for the provider's URL
+/// (`{base_by_name}` for the same URL with `localhost` for its host).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct FakeEntry<'a> {
     pub keys: &'a [(&'a str, &'a str)],
@@ -654,7 +655,10 @@ pub fn fake_entry_toml_with(base: &str, entry: &FakeEntry<'_>) -> String {
     // An empty value removes the key (an entry without a revocation endpoint, say).
     keys.retain(|(_, v)| !v.is_empty());
     let body: String = keys.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
-    format!("[[provider]]\n{body}\n{}\n", entry.tables).replace("{base}", base)
+    // `{base_by_name}`: the same provider under its name, as a second server would be.
+    format!("[[provider]]\n{body}\n{}\n", entry.tables)
+        .replace("{base_by_name}", &base.replace("127.0.0.1", "localhost"))
+        .replace("{base}", base)
 }
 
 fn fake_entry(base: &str, entry: &FakeEntry<'_>) -> Provider {

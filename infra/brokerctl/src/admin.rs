@@ -394,6 +394,7 @@ pub fn providers_list(catalog: &Catalog) -> String {
         let revokes = match (&p.revocation_url, p.revocation_style) {
             (None, _) => "no",
             (Some(_), RevocationStyle::Rfc7009) => "rfc7009",
+            (Some(_), RevocationStyle::Rfc7009Refresh) => "rfc7009_rt",
             (Some(_), RevocationStyle::Bearer) => "bearer",
             (Some(_), RevocationStyle::GithubGrant) => "github_grant",
             (Some(_), RevocationStyle::JsonBasic) => "json_basic",
@@ -424,8 +425,13 @@ pub fn providers_show(catalog: &Catalog, name: &str) -> Result<String> {
         provider: [provider],
     })
     .map_err(Error::internal)?;
+    let source = match (&provider.docs_url, &provider.checked) {
+        (Some(url), Some(month)) => format!("{url} (checked {month})"),
+        (Some(url), None) => format!("{url} (not checked yet)"),
+        _ => "not recorded yet".into(),
+    };
     Ok(format!(
-        "# {} ({}): {}\n{toml}",
+        "# {} ({}): {}\n# documentation: {source}\n{toml}",
         provider.name,
         provider.slug,
         provider.quirks().join(" ")

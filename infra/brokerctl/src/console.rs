@@ -92,7 +92,7 @@ pub async fn connect(State(local): State<Arc<Local>>) -> Response {
             .credentials(&p.slug, &console.organization_id, None)
             .await
             .is_ok();
-        if configured && p.require_oauth2().is_ok() {
+        if configured && p.require_usable().is_ok() {
             allowed.push(p.slug.clone());
         }
     }

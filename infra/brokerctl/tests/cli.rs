@@ -128,6 +128,11 @@ fn admin_commands_register_an_org_print_a_key_alone_and_store_app_credentials() 
         assert!(show.status.success(), "{actor}: {show:?}");
         assert!(stdout(&show).contains("[[provider]]"));
     }
+    // An entry shows where it was checked
+    let zoho = brokerctl(&dir, &["providers", "show", "zoho"], None);
+    assert!(stdout(&zoho).contains(
+        "# documentation: https://www.zoho.com/accounts/protocol/oauth/multi-dc/client-authorization.html (checked 2026-12)"
+    ));
     let trello = brokerctl(&dir, &["providers", "show", "trello"], None);
     assert!(stdout(&trello).contains("oauth1(refused)"));
     let missing = brokerctl(&dir, &["providers", "show", "no-such-provider"], None);

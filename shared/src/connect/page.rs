@@ -64,7 +64,7 @@ pub fn picker_page(app: &App, token: &str, session: &ConnectSession) -> Result<R
     let providers: Vec<&Provider> = app
         .catalog
         .iter()
-        .filter(|p| p.require_oauth2().is_ok())
+        .filter(|p| p.require_usable().is_ok())
         .filter(|p| {
             session.allowed_providers.is_empty() || session.allowed_providers.contains(&p.slug)
         })

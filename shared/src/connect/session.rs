@@ -104,7 +104,7 @@ pub async fn create_session(
             .catalog
             .resolve(name)
             .map_err(|_| Error::field("allowed_providers", "names an unknown provider"))?;
-        provider.require_oauth2()?;
+        provider.require_usable()?;
         if !allowed.contains(&provider.slug) {
             allowed.push(provider.slug.clone());
         }

@@ -209,6 +209,7 @@ mod tests {
                 token_url: "https://a.example/token".into(),
                 revocation_url: Some("https://a.example/revoke".into()),
                 userinfo_url: None,
+                refresh_url: None,
             }),
             token_settings: Some(TokenSettings {
                 client_auth: ClientAuth::Post,

@@ -9,7 +9,7 @@ use crate::connection::{
     revoke_grant, write_tokens,
 };
 use crate::crypto::{random_token, sha256_hex};
-use crate::provider::{Provider, TokenSet};
+use crate::provider::{Endpoints, Provider, TokenSet};
 use crate::redirect::RedirectUrl;
 use crate::secret::Sensitive;
 use crate::vault::{AppCredentials, names};
@@ -126,6 +126,20 @@ pub(crate) async fn finish(
         Ok(sealer) => sealer,
         Err(e) => return Err(put_back(app, flow, e).await),
     };
+    // Where the response names the server that issued the code (Zoho's `accounts-server`), the
+    // code goes there and the connection keeps that server's endpoints; an unlisted one is
+    // refused before the code is sent anywhere.
+    let endpoints = match provider.endpoints_at_server(&flow.endpoints, query) {
+        Ok(endpoints) => endpoints,
+        Err(e) => {
+            fail(app, flow).await?;
+            tracing::warn!(provider = %flow.provider, error = %e, "flow refused: unlisted token server");
+            return Ok(Ending::Refused(Refusal::new(
+                "invalid_request",
+                "The authorization response named an unknown token server.",
+            )));
+        }
+    };
     let tokens = match &flow.sealed_tokens {
         // Redeemed by an earlier attempt: the tokens wait on the flow.
         Some(sealed) => {
@@ -139,7 +153,7 @@ pub(crate) async fn finish(
                 }
                 other => other,
             };
-            match redeem(app, flow, provider, query, credentials).await {
+            match redeem(app, flow, provider, &endpoints, query, credentials).await {
                 Ok(tokens) => tokens,
                 Err(refusal) => {
                     fail(app, flow).await?;
@@ -149,7 +163,7 @@ pub(crate) async fn finish(
             }
         }
     };
-    match store(app, flow, provider, &tokens).await {
+    match store(app, flow, provider, &endpoints, &tokens).await {
         Ok(secret_id) => Ok(Ending::Stored { secret_id, tokens }),
         Err(e @ (Error::Unavailable(_) | Error::Internal(_))) => {
             let document = Sensitive::new(serde_json::to_string(&tokens).map_err(Error::internal)?);
@@ -201,6 +215,7 @@ async fn redeem(
     app: &App,
     flow: &Flow,
     provider: &Provider,
+    endpoints: &Endpoints,
     query: &HashMap<String, String>,
     credentials: Result<AppCredentials>,
 ) -> Result<TokenSet, Refusal> {
@@ -237,7 +252,7 @@ async fn redeem(
         .exchange_code(
             app.clock.now(),
             provider,
-            &flow.endpoints,
+            endpoints,
             &credentials,
             code,
             verifier,
@@ -250,6 +265,18 @@ async fn redeem(
             }
             _ => Refusal::new("server_error", "The token exchange failed."),
         })?;
+    // The post-connect read (Mailchimp's data center). Tokens are never dropped for it: the
+    // connection is stored without those fields, and the failure logged.
+    match app
+        .tokens
+        .read_metadata(provider, tokens.access_token.expose())
+        .await
+    {
+        Ok(mut kept) => tokens.metadata.append(&mut kept),
+        Err(e) => {
+            tracing::warn!(provider = %flow.provider, error = %e, "post-connect metadata not read")
+        }
+    }
     for field in &provider.keep_redirect_fields {
         if let Some(v) = query.get(field) {
             tokens
@@ -262,7 +289,13 @@ async fn redeem(
 
 /// Writes the tokens, then authorizes the connection and completes the flow in one write;
 /// returns the secret's id.
-async fn store(app: &App, flow: &Flow, provider: &Provider, tokens: &TokenSet) -> Result<String> {
+async fn store(
+    app: &App,
+    flow: &Flow,
+    provider: &Provider,
+    endpoints: &Endpoints,
+    tokens: &TokenSet,
+) -> Result<String> {
     let owner = TokenOwner {
         organization_id: &flow.organization_id,
         workspace_id: flow.workspace_id.as_deref(),
@@ -293,7 +326,7 @@ async fn store(app: &App, flow: &Flow, provider: &Provider, tokens: &TokenSet) -
         secret_id: Some(secret_id.clone()),
         token_expires_at: Some(tokens.expires_at),
         scopes: tokens.scope.as_deref().map(granted_scopes),
-        endpoints: Some(flow.endpoints.clone()),
+        endpoints: Some(endpoints.clone()),
         token_settings: Some(TokenSettings::of(provider)),
         metadata: Some(tokens.metadata.clone()),
         keepalive: Some(KeepAlive::issued(&app.config, Some(provider), tokens, now)),
@@ -316,7 +349,7 @@ async fn store(app: &App, flow: &Flow, provider: &Provider, tokens: &TokenSet) -
         Err(Error::Conflict(_)) if reconnect => {
             // Revoked while the user was at the provider: the grant just made ends too (best
             // effort, as a delete's), and its tokens must not live on.
-            if let Some(url) = &flow.endpoints.revocation_url {
+            if let Some(url) = &endpoints.revocation_url {
                 let outcome = revoke_grant(
                     app,
                     provider,

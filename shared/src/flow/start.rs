@@ -55,7 +55,7 @@ pub async fn start(app: &App, caller: &Caller, req: StartRequest) -> Result<Star
         ));
     }
     let provider = app.catalog.resolve(&req.provider)?;
-    provider.require_oauth2()?;
+    provider.require_usable()?;
     let endpoints = provider.resolve_endpoints(&req.inputs, &app.config)?;
     let scopes = provider.select_scopes(&req.requested_scopes, &req.requested_optional_scopes)?;
     let now = app.clock.now();
@@ -110,7 +110,7 @@ pub async fn reconnect(
         ));
     }
     let provider = app.catalog.resolve(&connection.provider)?;
-    provider.require_oauth2()?;
+    provider.require_usable()?;
     // The endpoints the connection was authorized at (templated hosts already filled in).
     let endpoints = match &connection.endpoints {
         Some(endpoints) => endpoints.clone(),

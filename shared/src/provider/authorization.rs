@@ -39,6 +39,7 @@ impl Provider {
         let scope_param = self.scope_param.as_deref().unwrap_or("scope");
         let owned = |k: &str| {
             PROTOCOL_PARAMS.contains(&k)
+                || self.param_names.values().any(|renamed| renamed == k)
                 || k == scope_param
                 || self.optional_scope_param.as_deref() == Some(k)
         };
@@ -60,7 +61,7 @@ impl Provider {
             let mut q = url.query_pairs_mut();
             q.clear().extend_pairs(kept);
             q.append_pair("response_type", "code")
-                .append_pair("client_id", req.client_id)
+                .append_pair(self.param_name("client_id"), req.client_id)
                 .append_pair("redirect_uri", req.redirect_uri);
             if !required.is_empty() {
                 q.append_pair(scope_param, &self.scope_separator.join(&required));
@@ -121,8 +122,13 @@ mod tests {
         let mut lines = vec![];
         for p in catalog.iter() {
             if p.protocol == Protocol::Oauth1 {
-                assert!(p.require_oauth2().is_err());
+                assert!(p.require_usable().is_err());
                 lines.push(format!("{} refused: OAuth 1.0a", p.slug));
+                continue;
+            }
+            if let Some(reason) = &p.retired {
+                assert!(p.require_usable().is_err());
+                lines.push(format!("{} refused: retired: {reason}", p.slug));
                 continue;
             }
             let mut inputs = sample_inputs(p);

@@ -24,6 +24,16 @@ pub struct Endpoints {
     pub revocation_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub userinfo_url: Option<String>,
+    /// Where the refresh grant goes when not to `token_url` (Figma's `oauth/refresh`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_url: Option<String>,
+}
+
+impl Endpoints {
+    /// Where a refresh token is traded.
+    pub fn refresh_url(&self) -> &str {
+        self.refresh_url.as_deref().unwrap_or(&self.token_url)
+    }
 }
 
 /// A region's endpoints (templates like the entry's own).
@@ -95,6 +105,54 @@ impl Provider {
             token_url: fill(token_url, inputs, config)?.into(),
             revocation_url: optional(revocation_url)?,
             userinfo_url: optional(self.userinfo_url.as_ref())?,
+            refresh_url: optional(self.refresh_url.as_ref())?,
+        })
+    }
+
+    /// The flow's endpoints moved to the server the authorization response names, where the
+    /// entry says the response names one (Zoho's `accounts-server`): the token, refresh and
+    /// revocation endpoints keep their paths on that server. A server the entry does not list is
+    /// refused, so a forged callback cannot send the code elsewhere (DESIGN §8.6).
+    pub fn endpoints_at_server(
+        &self,
+        endpoints: &Endpoints,
+        query: &std::collections::HashMap<String, String>,
+    ) -> Result<Endpoints> {
+        let Some(server) = self
+            .token_server_param
+            .as_ref()
+            .and_then(|param| query.get(param))
+        else {
+            return Ok(endpoints.clone());
+        };
+        let origin = Url::parse(server)
+            .ok()
+            .filter(|u| matches!(u.path(), "" | "/") && u.query().is_none())
+            .map(|u| u.origin().ascii_serialization());
+        let listed = origin.as_ref().filter(|o| {
+            self.token_servers
+                .iter()
+                .any(|s| s.trim_end_matches('/') == *o)
+        });
+        let Some(origin) = listed else {
+            return Err(Error::validation(format!(
+                "the authorization response names a token server provider `{}` does not list",
+                self.slug
+            )));
+        };
+        let rebase = |url: &str| -> Result<String> {
+            let url = Url::parse(url).map_err(Error::internal)?;
+            Ok(format!("{origin}{}", &url[url::Position::BeforePath..]))
+        };
+        Ok(Endpoints {
+            token_url: rebase(&endpoints.token_url)?,
+            revocation_url: endpoints
+                .revocation_url
+                .as_deref()
+                .map(rebase)
+                .transpose()?,
+            refresh_url: endpoints.refresh_url.as_deref().map(rebase).transpose()?,
+            ..endpoints.clone()
         })
     }
 }
@@ -119,6 +177,8 @@ pub(super) fn check_templates(p: &Provider, config: &Config) -> Result<()> {
         Some(&p.token_url),
         p.revocation_url.as_ref(),
         p.userinfo_url.as_ref(),
+        p.refresh_url.as_ref(),
+        p.metadata_url.as_ref(),
     ]
     .into_iter()
     .flatten()
@@ -131,6 +191,20 @@ pub(super) fn check_templates(p: &Provider, config: &Config) -> Result<()> {
         .into_iter()
         .flatten()
     }));
+    if p.token_server_param.is_some() == p.token_servers.is_empty() {
+        return Err(bad(
+            "`token_server_param` and `token_servers` go together".into()
+        ));
+    }
+    for server in &p.token_servers {
+        let url = Url::parse(server).map_err(|e| bad(format!("token server {server}: {e}")))?;
+        if !matches!(url.path(), "" | "/") || url.query().is_some() {
+            return Err(bad(format!(
+                "token server {server} must be an origin, without a path"
+            )));
+        }
+        config.check_url_policy(&url, &format!("provider `{}` token server", p.slug))?;
+    }
     for template in urls {
         for var in variables(template) {
             if !p.inputs.contains_key(var) {

@@ -89,22 +89,16 @@ impl TokenClient {
         pkce_verifier: Option<&str>,
         redirect_uri: &str,
     ) -> Result<TokenSet> {
-        let redirect = RedirectUrl::new(redirect_uri.to_string())
-            .map_err(|e| Error::internal(format!("redirect uri: {e}")))?;
-        let client = oauth_client(provider, endpoints, credentials)?.set_redirect_uri(redirect);
-        let mut request = client.exchange_code(AuthorizationCode::new(code.to_string()));
-        for (name, value) in &provider.token_params {
-            request = request.add_extra_param(name.clone(), value.clone());
-        }
-        if let Some(verifier) = pkce_verifier {
-            request = request.set_pkce_verifier(PkceCodeVerifier::new(verifier.to_string()));
-        }
+        let grant = Grant::Code {
+            code,
+            pkce_verifier,
+            redirect_uri,
+        };
         let http = self.through(provider);
-        let response = request.request_async(&http).await.map_err(provider_error)?;
-        Ok(token_set(now, provider, &response))
+        request_tokens(&http, now, provider, endpoints, credentials, grant).await
     }
 
-    /// Trades a refresh token for new tokens at the connection's kept token endpoint, speaking
+    /// Trades a refresh token for new tokens at the connection's kept refresh endpoint, speaking
     /// the way the connection was authorized (`settings`) with the entry's response quirks.
     pub async fn refresh(
         &self,
@@ -115,20 +109,53 @@ impl TokenClient {
         credentials: &AppCredentials,
         refresh_token: &str,
     ) -> Result<TokenSet> {
-        let mut provider = provider.clone();
-        if let Some(settings) = settings {
-            provider.client_auth = settings.client_auth;
-            provider.token_body = settings.token_body;
-        }
-        let client = oauth_client(&provider, endpoints, credentials)?;
-        let token = RefreshToken::new(refresh_token.to_string());
+        let provider = settings.map_or_else(|| provider.clone(), |s| s.applied_to(provider));
         let http = self.through(&provider);
-        let response = client
-            .exchange_refresh_token(&token)
-            .request_async(&http)
+        let grant = Grant::Refresh(refresh_token);
+        request_tokens(&http, now, &provider, endpoints, credentials, grant).await
+    }
+
+    /// The entry's post-connect metadata (Mailchimp's data center), read with the new access
+    /// token: the fields it keeps, or an error (the caller keeps the tokens either way).
+    pub async fn read_metadata(
+        &self,
+        provider: &Provider,
+        access_token: &str,
+    ) -> Result<BTreeMap<String, Value>> {
+        let Some(url) = &provider.metadata_url else {
+            return Ok(BTreeMap::new());
+        };
+        let scheme = provider.metadata_auth_scheme.as_deref().unwrap_or("Bearer");
+        let request = oauth2::http::Request::builder()
+            .method(oauth2::http::Method::GET)
+            .uri(url)
+            .header(
+                oauth2::http::header::AUTHORIZATION,
+                format!("{scheme} {access_token}"),
+            )
+            .header(oauth2::http::header::ACCEPT, "application/json")
+            .body(Vec::new())
+            .map_err(Error::internal)?;
+        let response = self
+            .send(request)
             .await
-            .map_err(provider_error)?;
-        Ok(token_set(now, &provider, &response))
+            .map_err(|_| Error::ProviderFailed {
+                error: "metadata_unreachable".into(),
+            })?;
+        if !response.status().is_success() {
+            return Err(Error::ProviderFailed {
+                error: "metadata_refused".into(),
+            });
+        }
+        let doc: serde_json::Map<String, Value> =
+            serde_json::from_slice(response.body()).map_err(|_| Error::ProviderFailed {
+                error: "invalid_metadata".into(),
+            })?;
+        Ok(provider
+            .keep_metadata_fields
+            .iter()
+            .filter_map(|k| doc.get(k).map(|v| (k.clone(), v.clone())))
+            .collect())
     }
 
     fn through(&self, provider: &Provider) -> QuirkClient {
@@ -152,13 +179,68 @@ type OauthClient = oauth2::Client<
     oauth2::EndpointSet,
 >;
 
-/// The app's client at `endpoints`' token URL, authenticating the entry's way.
-fn oauth_client(
+/// The grants the broker asks a token endpoint for.
+#[derive(Debug, Clone, Copy)]
+enum Grant<'a> {
+    Code {
+        code: &'a str,
+        pkce_verifier: Option<&'a str>,
+        redirect_uri: &'a str,
+    },
+    Refresh(&'a str),
+}
+
+/// One grant at the provider, over `http` (the hardened client seen through the entry's quirks;
+/// in the golden test, a recorder).
+async fn request_tokens<C>(
+    http: &C,
+    now: i64,
     provider: &Provider,
     endpoints: &Endpoints,
     credentials: &AppCredentials,
+    grant: Grant<'_>,
+) -> Result<TokenSet>
+where
+    C: for<'c> AsyncHttpClient<'c, Error = HttpClientError<reqwest::Error>>,
+{
+    let response = match grant {
+        Grant::Code {
+            code,
+            pkce_verifier,
+            redirect_uri,
+        } => {
+            let redirect = RedirectUrl::new(redirect_uri.to_string())
+                .map_err(|e| Error::internal(format!("redirect uri: {e}")))?;
+            let client = oauth_client(provider, &endpoints.token_url, credentials)?
+                .set_redirect_uri(redirect);
+            let mut request = client.exchange_code(AuthorizationCode::new(code.to_string()));
+            for (name, value) in &provider.token_params {
+                request = request.add_extra_param(name.clone(), value.clone());
+            }
+            if let Some(verifier) = pkce_verifier {
+                request = request.set_pkce_verifier(PkceCodeVerifier::new(verifier.to_string()));
+            }
+            request.request_async(http).await
+        }
+        Grant::Refresh(refresh_token) => {
+            let client = oauth_client(provider, endpoints.refresh_url(), credentials)?;
+            let token = RefreshToken::new(refresh_token.to_string());
+            client
+                .exchange_refresh_token(&token)
+                .request_async(http)
+                .await
+        }
+    };
+    Ok(token_set(now, provider, &response.map_err(provider_error)?))
+}
+
+/// The app's client at `token_url`, authenticating the entry's way.
+fn oauth_client(
+    provider: &Provider,
+    token_url: &str,
+    credentials: &AppCredentials,
 ) -> Result<OauthClient> {
-    let token_url = TokenUrl::new(endpoints.token_url.clone())
+    let token_url = TokenUrl::new(token_url.to_string())
         .map_err(|e| Error::internal(format!("token url: {e}")))?;
     Ok(
         oauth2::Client::new(ClientId::new(credentials.client_id.clone()))
@@ -183,8 +265,10 @@ fn token_set(now: i64, provider: &Provider, response: &ProviderTokenResponse) ->
             .refresh_token()
             .map(|t| Sensitive::new(t.secret().clone())),
         token_type: response.token_type().as_ref().to_string(),
+        // `expires_in` 0 (Mailchimp's non-expiring tokens) is no lifetime, not an instant expiry.
         expires_at: response
             .expires_in()
+            .filter(|d| !d.is_zero())
             .map(|d| now + i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2))
             .or(provider.token_lifetime_secs.map(|l| now + l)),
         // RFC 6749's space-separated form, whatever the provider's separator.
@@ -256,5 +340,106 @@ impl TokenClient {
             body.extend_from_slice(&chunk);
         }
         builder.body(body).map_err(HttpClientError::Http)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use oauth2::http::header;
+
+    use super::*;
+    use crate::Config;
+    use crate::provider::golden::{check, sample_inputs};
+    use crate::provider::{Catalog, Refresh};
+
+    const GOLDEN: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/provider/golden/token_requests.txt"
+    );
+
+    /// Records each request as it would leave (the entry's quirks applied) and answers with a
+    /// plain token.
+    struct Recorder {
+        provider: Provider,
+        sent: Mutex<Vec<HttpRequest>>,
+    }
+
+    impl<'c> AsyncHttpClient<'c> for Recorder {
+        type Error = HttpClientError<reqwest::Error>;
+        type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, Self::Error>> + Send + 'c>>;
+
+        fn call(&'c self, request: HttpRequest) -> Self::Future {
+            let request = quirks::request(&self.provider, request);
+            self.sent.lock().unwrap().push(request);
+            Box::pin(async {
+                Ok(oauth2::http::Response::builder()
+                    .status(200)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(br#"{"access_token":"AT","token_type":"bearer"}"#.to_vec())
+                    .unwrap())
+            })
+        }
+    }
+
+    /// Each entry's code exchange and refresh, one line each: grant, method, URL, credentials,
+    /// content type, body.
+    #[tokio::test]
+    async fn every_builtin_entry_builds_its_golden_token_and_refresh_requests() {
+        let config = Config::from_lookup(|k| {
+            (k == "BROKER_PUBLIC_URL").then(|| "https://broker.example".into())
+        })
+        .unwrap();
+        let catalog = Catalog::load(&config, vec![]).unwrap();
+        let credentials = AppCredentials {
+            client_id: "CLIENT_ID".into(),
+            client_secret: Sensitive::new("CLIENT_SECRET".into()),
+        };
+        let mut lines = vec![];
+        for p in catalog.iter().filter(|p| p.require_usable().is_ok()) {
+            let endpoints = p.resolve_endpoints(&sample_inputs(p), &config).unwrap();
+            let recorder = Recorder {
+                provider: p.clone(),
+                sent: Mutex::new(vec![]),
+            };
+            let code = Grant::Code {
+                code: "CODE",
+                pkce_verifier: p.uses_pkce().then_some("VERIFIER"),
+                redirect_uri: "https://broker.example/v1/oauth/callback",
+            };
+            let refresh = p.refresh.map_or("undeclared", Refresh::as_str);
+            let mut grants = vec![code];
+            if p.refresh != Some(Refresh::None) {
+                grants.push(Grant::Refresh("REFRESH_TOKEN"));
+            }
+            for grant in grants {
+                request_tokens(&recorder, 0, p, &endpoints, &credentials, grant)
+                    .await
+                    .unwrap();
+            }
+            let sent = recorder.sent.into_inner().unwrap();
+            let names = ["code".to_string(), format!("refresh({refresh})")];
+            for (name, r) in names.iter().zip(sent) {
+                let value = |h| {
+                    r.headers()
+                        .get(h)
+                        .map_or("-".to_string(), |v| v.to_str().unwrap().to_string())
+                };
+                lines.push(format!(
+                    "{} {name} {} {} auth={} type={} body={}",
+                    p.slug,
+                    r.method(),
+                    r.uri(),
+                    value(header::AUTHORIZATION),
+                    value(header::CONTENT_TYPE),
+                    String::from_utf8(r.body().clone()).unwrap()
+                ));
+            }
+            if p.refresh == Some(Refresh::None) {
+                lines.push(format!("{} refresh(none): no refresh grant", p.slug));
+            }
+        }
+        check(GOLDEN, &lines, "token request");
     }
 }

@@ -45,6 +45,10 @@ pub struct Provider {
     /// How the revocation endpoint is asked (RFC 7009 unless the entry says otherwise).
     #[serde(default)]
     pub revocation_style: RevocationStyle,
+    /// How the client authenticates at the revocation endpoint, where it differs from the token
+    /// endpoint (Calendly: credentials in the body there, HTTP Basic for tokens).
+    #[serde(default)]
+    pub revocation_client_auth: Option<ClientAuth>,
     #[serde(default)]
     pub userinfo_url: Option<String>,
     /// When set, the callback requires `iss` and compares it exactly (RFC 9207).
@@ -72,6 +76,16 @@ pub struct Provider {
     /// Copied from the callback query into the stored document (e.g. `realmId`).
     #[serde(default)]
     pub keep_redirect_fields: Vec<String>,
+    /// Read once with the new access token after the code exchange (Mailchimp's
+    /// `oauth2/metadata`, which names the account's data center): the fields named in
+    /// `keep_metadata_fields` are kept like token fields.
+    #[serde(default)]
+    pub metadata_url: Option<String>,
+    #[serde(default)]
+    pub keep_metadata_fields: Vec<String>,
+    /// The `Authorization` scheme `metadata_url` expects (`Bearer` unless said; Mailchimp: `OAuth`).
+    #[serde(default)]
+    pub metadata_auth_scheme: Option<String>,
     /// Caller-supplied values (`oAuthInputConfiguration`, `integration_params`).
     #[serde(default)]
     pub inputs: BTreeMap<String, InputSpec>,
@@ -102,6 +116,58 @@ pub struct Provider {
     /// before with `connection.expiring`.
     #[serde(default)]
     pub refresh_token_lifetime_days: Option<u32>,
+    /// Protocol parameters the provider spells its own way, in the authorization request and
+    /// the token request (TikTok's `app_id`, `secret` and `auth_code`).
+    #[serde(default)]
+    pub param_names: BTreeMap<String, String>,
+    /// The callback parameter naming the server that issued the code (Zoho's `accounts-server`):
+    /// the code is exchanged there, and the tokens later refreshed and revoked there, when it is
+    /// one of `token_servers`; any other server is refused before the code is sent anywhere.
+    #[serde(default)]
+    pub token_server_param: Option<String>,
+    /// The origins `token_server_param` may name (`https://accounts.zoho.eu`).
+    #[serde(default)]
+    pub token_servers: Vec<String>,
+    /// The refresh grant's endpoint, where it is not the token endpoint (Figma's).
+    #[serde(default)]
+    pub refresh_url: Option<String>,
+    /// The provider's OAuth documentation, which this entry was checked against.
+    #[serde(default)]
+    pub docs_url: Option<String>,
+    /// The month (`2026-12`) the entry was last checked against `docs_url`.
+    #[serde(default)]
+    pub checked: Option<String>,
+    /// What the provider's refresh grant does, as its documentation says (every built-in entry
+    /// declares it; a providers file may leave it out).
+    #[serde(default)]
+    pub refresh: Option<Refresh>,
+    /// Why the entry can no longer be used (the provider retired the API it speaks): listed, and
+    /// refused with this reason.
+    #[serde(default)]
+    pub retired: Option<String>,
+}
+
+/// A provider's refresh grant, from its documentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refresh {
+    /// Single-use refresh tokens: each answer carries a new one, persisted before anything else;
+    /// presenting a used one may end the whole grant (RFC 9700 §4.14).
+    Rotating,
+    /// The refresh token stays valid; an answer without a new one keeps it.
+    Reusable,
+    /// No refresh grant: the tokens do not expire, or a new consent is needed when they do.
+    None,
+}
+
+impl Refresh {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refresh::Rotating => "rotating",
+            Refresh::Reusable => "reusable",
+            Refresh::None => "none",
+        }
+    }
 }
 
 /// How the provider's token endpoint wants to be spoken to, copied from its catalog entry when
@@ -117,6 +183,15 @@ impl TokenSettings {
         TokenSettings {
             client_auth: provider.client_auth,
             token_body: provider.token_body,
+        }
+    }
+
+    /// The entry speaking as the connection was authorized.
+    pub fn applied_to(self, provider: &Provider) -> Provider {
+        Provider {
+            client_auth: self.client_auth,
+            token_body: self.token_body,
+            ..provider.clone()
         }
     }
 }
@@ -210,8 +285,15 @@ pub enum TokenBody {
 }
 
 impl Provider {
-    /// Refuses entries the broker lists but cannot run.
-    pub fn require_oauth2(&self) -> crate::Result<()> {
+    /// Refuses entries the broker lists but cannot run: OAuth 1.0a, or an API the provider
+    /// retired.
+    pub fn require_usable(&self) -> crate::Result<()> {
+        if let Some(reason) = &self.retired {
+            return Err(crate::Error::validation(format!(
+                "provider `{}` is retired: {reason}",
+                self.slug
+            )));
+        }
         match self.protocol {
             Protocol::Oauth2 => Ok(()),
             Protocol::Oauth1 => Err(crate::Error::validation(format!(
@@ -235,12 +317,19 @@ impl Provider {
             q.push("oauth1(refused)".into());
             return q;
         }
+        if self.retired.is_some() {
+            q.push("retired(refused)".into());
+            return q;
+        }
         match self.pkce {
             Pkce::Required => q.push("pkce=required".into()),
             Pkce::Unsupported => q.push("pkce=refused".into()),
             Pkce::Supported => {}
         }
         q.push(format!("auth={:?}", self.client_auth).to_lowercase());
+        if let Some(refresh) = self.refresh {
+            q.push(format!("refresh={}", refresh.as_str()));
+        }
         if self.token_body == TokenBody::Json {
             q.push("body=json".into());
         }
@@ -256,12 +345,14 @@ impl Provider {
             ("token_path", &self.token_response_path),
             ("success_field", &self.success_field),
             ("issuer", &self.issuer),
+            ("token_server_param", &self.token_server_param),
         ] {
             if let Some(v) = value {
                 q.push(format!("{label}={v}"));
             }
         }
         list(&mut q, "params", self.authorize_params.keys().collect());
+        list(&mut q, "renames", self.param_names.values().collect());
         list(&mut q, "keeps", self.keep_token_fields.iter().collect());
         list(
             &mut q,
@@ -271,6 +362,11 @@ impl Provider {
         list(&mut q, "inputs", self.inputs.keys().collect());
         list(&mut q, "regions", self.regions.keys().collect());
         q
+    }
+
+    /// How the provider spells the protocol parameter `name` (`client_id` is TikTok's `app_id`).
+    pub fn param_name<'a>(&'a self, name: &'a str) -> &'a str {
+        self.param_names.get(name).map_or(name, String::as_str)
     }
 
     /// The callback query parameter that carries the authorization code.

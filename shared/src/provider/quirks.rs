@@ -8,34 +8,51 @@ use serde_json::{Map, Value};
 
 use super::{Provider, TokenBody};
 
-/// `token_body = "json"` (Notion, Atlassian): the form `oauth2` built, as a JSON object.
+/// The form `oauth2` built, with the entry's own parameter names (TikTok's `auth_code`), as a
+/// JSON object where the entry says `token_body = "json"` (Notion, Atlassian, TikTok).
 pub(super) fn request(provider: &Provider, mut req: HttpRequest) -> HttpRequest {
-    if provider.token_body == TokenBody::Json {
-        let fields: Map<String, Value> = url::form_urlencoded::parse(req.body())
-            .into_owned()
-            .map(|(k, v)| (k, Value::String(v)))
-            .collect();
-        *req.body_mut() = Value::Object(fields).to_string().into_bytes();
-        req.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+    if provider.param_names.is_empty() && provider.token_body == TokenBody::Form {
+        return req;
     }
+    let fields: Vec<(String, String)> = url::form_urlencoded::parse(req.body())
+        .into_owned()
+        .map(|(k, v)| (provider.param_name(&k).to_string(), v))
+        .collect();
+    *req.body_mut() = match provider.token_body {
+        TokenBody::Json => {
+            req.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            let object: Map<String, Value> = fields
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect();
+            Value::Object(object).to_string().into_bytes()
+        }
+        TokenBody::Form => url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish()
+            .into_bytes(),
+    };
     req
 }
 
 /// The provider's token response as RFC 6749 JSON: form-encoded bodies parsed (GitHub), errors
-/// inside a 200 turned into 400s (Slack's `ok: false`, GitHub's `error`), nested token fields
-/// lifted (Slack's `authed_user`), a missing `token_type` defaulted.
+/// inside a 200 turned into 400s (Slack's `ok: false`, TikTok's non-zero `code`, GitHub's
+/// `error`), nested token fields lifted (Slack's `authed_user`, TikTok's `data`), a missing
+/// `token_type` defaulted.
 pub(super) fn response(provider: &Provider, resp: HttpResponse) -> HttpResponse {
     let (mut parts, body) = resp.into_parts();
     let Some(mut doc) = parse(&parts.headers, &body) else {
         return HttpResponse::from_parts(parts, body);
     };
+    // The success field says `true` (Slack's `ok`) or `0` (TikTok's `code`).
     let refused = provider
         .success_field
         .as_ref()
-        .is_some_and(|f| doc.get(f) == Some(&Value::Bool(false)));
+        .and_then(|f| doc.get(f))
+        .is_some_and(|v| *v == Value::Bool(false) || v.as_i64().is_some_and(|n| n != 0));
     let error_in_success =
         parts.status.is_success() && doc.contains_key("error") && !doc.contains_key("access_token");
     if refused || error_in_success {
@@ -52,6 +69,14 @@ pub(super) fn response(provider: &Provider, resp: HttpResponse) -> HttpResponse 
         && nested.contains_key("access_token")
     {
         doc.extend(nested);
+    }
+    // A scope given as a list (TikTok's permission ids) in RFC 6749's space-separated form.
+    if let Some(Value::Array(items)) = doc.get("scope") {
+        let joined: Vec<String> = items
+            .iter()
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+            .collect();
+        doc.insert("scope".into(), Value::String(joined.join(" ")));
     }
     if doc.contains_key("access_token") && !doc.contains_key("token_type") {
         doc.insert("token_type".into(), Value::String("bearer".into()));
@@ -182,6 +207,59 @@ mod tests {
         assert_eq!(
             body,
             serde_json::json!({ "grant_type": "authorization_code", "code": "c+1" })
+        );
+    }
+
+    #[test]
+    fn renamed_parameters_travel_under_the_providers_names() {
+        let tiktok = provider(
+            "token_body = \"json\"\nparam_names = { client_id = \"app_id\", client_secret = \"secret\", code = \"auth_code\" }",
+        );
+        let req = oauth2::http::Request::builder()
+            .body(b"grant_type=authorization_code&code=c1&client_id=id&client_secret=s".to_vec())
+            .unwrap();
+        let body: Value = serde_json::from_slice(request(&tiktok, req).body()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({ "grant_type": "authorization_code", "auth_code": "c1", "app_id": "id", "secret": "s" })
+        );
+        // A form-encoded provider keeps its form, renamed
+        let form = provider("param_names = { code = \"auth_code\" }");
+        let req = oauth2::http::Request::builder()
+            .body(b"code=c%2B1&grant_type=authorization_code".to_vec())
+            .unwrap();
+        assert_eq!(
+            request(&form, req).body(),
+            b"auth_code=c%2B1&grant_type=authorization_code"
+        );
+    }
+
+    #[test]
+    fn an_enveloped_answer_is_read_by_its_code() {
+        let tiktok = provider("success_field = \"code\"\ntoken_response_path = \"data\"");
+        let ok = response(
+            &tiktok,
+            reply(
+                200,
+                "application/json",
+                r#"{"code":0,"message":"OK","data":{"access_token":"at","advertiser_ids":["1"],"scope":[4]}}"#,
+            ),
+        );
+        assert_eq!(ok.status(), 200);
+        assert_eq!(doc(&ok)["access_token"], "at");
+        assert_eq!(doc(&ok)["scope"], "4");
+        let refused = response(
+            &tiktok,
+            reply(
+                200,
+                "application/json",
+                r#"{"code":40001,"message":"auth_code is invalid","data":{}}"#,
+            ),
+        );
+        assert_eq!(refused.status(), 400);
+        assert_eq!(
+            doc(&refused),
+            serde_json::json!({ "error": "invalid_grant" })
         );
     }
 }

@@ -19,6 +19,9 @@ pub enum RevocationStyle {
     /// refresh token first (at most providers it ends the whole grant), then the access token.
     #[default]
     Rfc7009,
+    /// RFC 7009 with the refresh token alone (HubSpot's `token/revoke`, which revokes refresh
+    /// tokens only); the access token, short-lived, is left to expire.
+    Rfc7009Refresh,
     /// `POST` with the access token as the Bearer credential and no body (Dropbox's
     /// `token/revoke`, Slack's `auth.revoke`).
     Bearer,
@@ -70,20 +73,23 @@ pub fn revocation_requests(
     credentials: &AppCredentials,
     tokens: &TokenSet,
 ) -> Result<Vec<http::Request<Vec<u8>>>> {
-    let client_auth = settings.map_or(provider.client_auth, |s| s.client_auth);
+    let client_auth = provider
+        .revocation_client_auth
+        .unwrap_or_else(|| settings.map_or(provider.client_auth, |s| s.client_auth));
     let access = tokens.access_token.expose().as_str();
     let request = |method: Method, url: &str| http::Request::builder().method(method).uri(url);
     let built = |r: std::result::Result<http::Request<Vec<u8>>, http::Error>| {
         r.map_err(|e| Error::internal(format!("revocation request: {e}")))
     };
     match provider.revocation_style {
-        RevocationStyle::Rfc7009 => {
+        RevocationStyle::Rfc7009 | RevocationStyle::Rfc7009Refresh => {
             let mut out = Vec::new();
             let refresh = tokens.refresh_token.as_ref().map(|t| t.expose().as_str());
+            let access_too = provider.revocation_style == RevocationStyle::Rfc7009;
             let hinted = refresh
                 .map(|t| (t, "refresh_token"))
                 .into_iter()
-                .chain([(access, "access_token")]);
+                .chain(access_too.then_some((access, "access_token")));
             for (token, hint) in hinted {
                 let mut form = form_urlencoded::Serializer::new(String::new());
                 form.append_pair("token", token)
