@@ -574,6 +574,7 @@ async fn a_refresh_that_cannot_start_releases_its_lease_at_once(backend: Backend
         token_type: "bearer".into(),
         expires_at: c.token_expires_at,
         scope: None,
+        refresh_token_expires_at: None,
         provider: c.provider.clone(),
         metadata: Default::default(),
     };

@@ -64,6 +64,7 @@ pub async fn import(app: &App, caller: &Caller, req: Import) -> Result<Connectio
             token_type: "Bearer".into(),
             expires_at: req.expires,
             scope: None,
+            refresh_token_expires_at: None,
             provider: provider.slug.clone(),
             metadata: BTreeMap::new(),
         };

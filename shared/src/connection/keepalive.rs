@@ -52,19 +52,25 @@ impl KeepAlive {
         let mut k = KeepAlive {
             next: None,
             refresh_token: tokens.refresh_token.is_some(),
-            refresh_token_expires_at: lifetime
+            // The provider's own word first (Intuit's `x_refresh_token_expires_in`), else the
+            // catalog's lifetime from now.
+            refresh_token_expires_at: tokens.refresh_token_expires_at.or(lifetime
                 .filter(|_| tokens.refresh_token.is_some())
-                .map(|days| now + i64::from(days) * 86_400),
+                .map(|days| now + i64::from(days) * 86_400)),
             warned_for: None,
         };
         k.next = k.schedule(config, tokens.expires_at, now);
         k
     }
 
-    /// After a refresh at `now` that kept the refresh token it was sent.
-    pub fn refreshed(&self, config: &Config, expires_at: Option<i64>, now: i64) -> Self {
+    /// After a refresh at `now` that kept the refresh token it was sent (its end moves only
+    /// where the provider says so).
+    pub fn refreshed(&self, config: &Config, tokens: &TokenSet, now: i64) -> Self {
         let mut k = self.clone();
-        k.next = k.schedule(config, expires_at, now);
+        if let Some(at) = tokens.refresh_token_expires_at {
+            k.refresh_token_expires_at = Some(at);
+        }
+        k.next = k.schedule(config, tokens.expires_at, now);
         k
     }
 

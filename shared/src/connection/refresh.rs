@@ -233,7 +233,7 @@ async fn refresh_held(
                 last_refreshed_at: Some(now),
                 refresh_failures: Some(0),
                 keepalive: Some(match &leased.keepalive {
-                    Some(k) if !rotated => k.refreshed(&app.config, tokens.expires_at, now),
+                    Some(k) if !rotated => k.refreshed(&app.config, &tokens, now),
                     _ => KeepAlive::issued(&app.config, Some(provider), &tokens, now),
                 }),
                 ..kept

@@ -51,6 +51,10 @@ pub struct TokenSet {
     pub expires_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// When the refresh token dies, where the provider says so (`refresh_token_expires_in`, or
+    /// Intuit's `x_refresh_token_expires_in`); epoch seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_expires_at: Option<i64>,
     pub provider: String,
     /// Fields kept from the token response and the redirect (`instance_url`, `realmId`, ...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -271,6 +275,11 @@ fn token_set(now: i64, provider: &Provider, response: &ProviderTokenResponse) ->
             .filter(|d| !d.is_zero())
             .map(|d| now + i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2))
             .or(provider.token_lifetime_secs.map(|l| now + l)),
+        refresh_token_expires_at: ["refresh_token_expires_in", "x_refresh_token_expires_in"]
+            .iter()
+            .find_map(|k| extra.get(*k).and_then(Value::as_i64))
+            .filter(|secs| *secs > 0 && response.refresh_token().is_some())
+            .map(|secs| now + secs),
         // RFC 6749's space-separated form, whatever the provider's separator.
         scope: response
             .scopes()
@@ -381,6 +390,21 @@ mod tests {
                     .unwrap())
             })
         }
+    }
+
+    #[test]
+    fn a_refresh_token_lifetime_the_provider_states_is_kept() {
+        let intuit: ProviderTokenResponse = serde_json::from_str(
+            r#"{"access_token":"a","token_type":"bearer","expires_in":3600,"refresh_token":"r","x_refresh_token_expires_in":8726400}"#,
+        )
+        .unwrap();
+        let p: Provider = toml::from_str(
+            "slug = \"q\"\nname = \"Q\"\nauthorization_url = \"https://q.example/a\"\ntoken_url = \"https://q.example/t\"",
+        )
+        .unwrap();
+        let tokens = token_set(1_000, &p, &intuit);
+        assert_eq!(tokens.refresh_token_expires_at, Some(1_000 + 8_726_400));
+        assert_eq!(tokens.expires_at, Some(4_600));
     }
 
     /// Each entry's code exchange and refresh, one line each: grant, method, URL, credentials,

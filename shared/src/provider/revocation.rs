@@ -244,6 +244,7 @@ mod tests {
             token_type: "Bearer".into(),
             expires_at: None,
             scope: None,
+            refresh_token_expires_at: None,
             provider: p.slug.clone(),
             // What an entry keeps from its token response, when it keeps it.
             metadata: [("stripe_user_id".to_string(), "acct_SAMPLE".into())]
