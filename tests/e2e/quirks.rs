@@ -640,3 +640,39 @@ async fn mailchimp_style_a_token_without_lifetime_and_the_data_center_read_after
         "only the declared fields"
     );
 }
+
+#[tokio::test]
+async fn facebook_style_the_first_token_is_traded_for_a_long_lived_one() {
+    // Given Facebook's shape: the code gives an hour-long token, which the app's credentials
+    // trade for a token that lives about 60 days (`fb_exchange_token`)
+    let broker = broker(
+        &[
+            ("client_auth", "\"post\""),
+            ("upgrade_grant", "\"fb_exchange_token\""),
+        ],
+        "",
+        Knobs {
+            post_auth_only: true,
+            ..Knobs::default()
+        },
+    )
+    .await;
+
+    // When a flow runs
+    let params = flow(&broker, json!({})).await;
+
+    // Then the provider was asked for the code, then for the upgrade of the token it issued, with
+    // the credentials in the body; the vault holds the long-lived token (about 60 days)
+    let ledger = broker.provider.ledger();
+    assert_eq!(ledger.token_requests.len(), 2);
+    let (code, upgrade) = (&ledger.token_requests[0], &ledger.token_requests[1]);
+    assert_eq!(upgrade.form["grant_type"], "fb_exchange_token");
+    assert_eq!(
+        upgrade.form["fb_exchange_token"],
+        code.access_token.clone().unwrap()
+    );
+    assert!(upgrade.basic_auth.is_none() && upgrade.form.contains_key("client_secret"));
+    let doc = stored(&broker, &params).await;
+    let lifetime = doc["expires_at"].as_i64().unwrap() - broker.app.clock.now();
+    assert!((5_180_000..=5_184_000).contains(&lifetime), "{lifetime}");
+}

@@ -202,10 +202,20 @@ impl FakeProvider {
 
 /// The provider's API: who am I, with a Bearer access token.
 async fn me(State(inner): Shared, headers: HeaderMap) -> Response {
+    api_answer(inner, &headers, "Bearer ", json!({ "id": "user-1" }))
+}
+
+/// `body` to a request carrying a live access token under `scheme`, else 401.
+fn api_answer(
+    inner: Arc<Mutex<Inner>>,
+    headers: &HeaderMap,
+    scheme: &str,
+    body: serde_json::Value,
+) -> Response {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.strip_prefix(scheme))
         .unwrap_or_default()
         .to_string();
     let provider = FakeProvider {
@@ -213,7 +223,7 @@ async fn me(State(inner): Shared, headers: HeaderMap) -> Response {
         inner,
     };
     if provider.accepts(&token) {
-        axum::Json(json!({ "id": "user-1" })).into_response()
+        axum::Json(body).into_response()
     } else {
         StatusCode::UNAUTHORIZED.into_response()
     }
@@ -337,8 +347,12 @@ async fn token(
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
         return (status, "<html>upstream trouble</html>").into_response();
     }
+    // Facebook's exchange of a short-lived token for a long-lived one.
+    let upgrade = form.get("grant_type").map(String::as_str) == Some("fb_exchange_token");
     let outcome = if (knobs.json_body_only || knobs.tiktok_style) && !json_body {
         Err("invalid_request".to_string())
+    } else if upgrade {
+        check_upgrade_request(&inner, &form, &basic_auth)
     } else if refresh {
         check_refresh_request(&mut inner, &form, &basic_auth)
     } else {
@@ -356,10 +370,15 @@ async fn token(
             let n = inner.counter;
             let access = format!("fake_at_{n}_{}", uuid::Uuid::new_v4().simple());
             inner.access_tokens.insert(access.clone(), grant);
+            let lifetime = if upgrade {
+                5_183_944
+            } else {
+                knobs.expires_in.unwrap_or(3600)
+            };
             let mut tokens = json!({
                 "access_token": access,
                 "token_type": "Bearer",
-                "expires_in": knobs.expires_in.unwrap_or(3600),
+                "expires_in": lifetime,
                 "scope": inner.grants[grant].scope,
             });
             if knobs.omit_expires_in || knobs.tiktok_style {
@@ -369,7 +388,7 @@ async fn token(
                 tokens["scope"] = json!([4, 5]);
                 tokens["advertiser_ids"] = json!(["7001"]);
             }
-            if new_refresh_token && !knobs.tiktok_style {
+            if new_refresh_token && !knobs.tiktok_style && !upgrade {
                 let rt = format!("fake_rt_{n}_{}", uuid::Uuid::new_v4().simple());
                 inner.refresh_tokens.insert(rt.clone(), (grant, false));
                 tokens["refresh_token"] = json!(rt);
@@ -466,6 +485,25 @@ fn authenticated(
         auth.is_none() && in_body == Some(expected)
     } else {
         auth.as_ref() == Some(&expected)
+    }
+}
+
+/// Facebook's upgrade: the app's credentials in the body and a live access token in
+/// `fb_exchange_token`; a long-lived access token of the same grant comes back, no refresh token.
+fn check_upgrade_request(
+    inner: &Inner,
+    form: &HashMap<String, String>,
+    auth: &Option<(String, String)>,
+) -> Result<(usize, bool), String> {
+    let in_body = form.get("client_id").map(String::as_str) == Some(CLIENT_ID)
+        && form.get("client_secret").map(String::as_str) == Some(CLIENT_SECRET);
+    if !in_body || auth.is_some() {
+        return Err("invalid_client".into());
+    }
+    let presented = form.get("fb_exchange_token").cloned().unwrap_or_default();
+    match inner.access_tokens.get(&presented) {
+        Some(grant) if !inner.grants[*grant].revoked => Ok((*grant, false)),
+        _ => Err("invalid_grant".into()),
     }
 }
 
@@ -585,22 +623,8 @@ async fn revoke(State(inner): Shared, headers: HeaderMap, body: axum::body::Byte
 /// Mailchimp's account metadata, for an access token under the `OAuth` scheme: the data center
 /// that names the account's API host.
 async fn metadata(State(inner): Shared, headers: HeaderMap) -> Response {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("OAuth "))
-        .unwrap_or_default()
-        .to_string();
-    let provider = FakeProvider {
-        base_url: String::new(),
-        inner,
-    };
-    if provider.accepts(&token) {
-        axum::Json(json!({ "dc": "us6", "api_endpoint": "https://us6.api.mailchimp.com", "login": { "login_id": 1 } }))
-            .into_response()
-    } else {
-        StatusCode::UNAUTHORIZED.into_response()
-    }
+    let body = json!({ "dc": "us6", "api_endpoint": "https://us6.api.mailchimp.com", "login": { "login_id": 1 } });
+    api_answer(inner, &headers, "OAuth ", body)
 }
 
 /// Stripe Connect's deauthorization: the platform's secret key as Bearer, `client_id` and the

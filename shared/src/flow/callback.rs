@@ -265,6 +265,20 @@ async fn redeem(
             }
             _ => Refusal::new("server_error", "The token exchange failed."),
         })?;
+    // Facebook's first token lives hours: traded at once for the long-lived one. Should that
+    // fail, the first tokens are kept (never dropped) and the failure logged.
+    if provider.upgrade_grant.is_some() {
+        match app
+            .tokens
+            .upgrade(app.clock.now(), provider, endpoints, &credentials, &tokens)
+            .await
+        {
+            Ok(upgraded) => tokens = upgraded,
+            Err(e) => {
+                tracing::warn!(provider = %flow.provider, error = %e, "token upgrade failed: the first tokens are kept")
+            }
+        }
+    }
     // The post-connect read (Mailchimp's data center). Tokens are never dropped for it: the
     // connection is stored without those fields, and the failure logged.
     match app

@@ -119,6 +119,57 @@ impl TokenClient {
         request_tokens(&http, now, &provider, endpoints, credentials, grant).await
     }
 
+    /// The entry's upgrade of a first access token to a longer-lived one (Facebook's
+    /// `fb_exchange_token`), at the token endpoint with the app's credentials in the body: the
+    /// new tokens, the kept fields of the first ones carried over.
+    pub async fn upgrade(
+        &self,
+        now: i64,
+        provider: &Provider,
+        endpoints: &Endpoints,
+        credentials: &AppCredentials,
+        first: &TokenSet,
+    ) -> Result<TokenSet> {
+        let Some(grant) = &provider.upgrade_grant else {
+            return Ok(first.clone());
+        };
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", grant)
+            .append_pair(grant, first.access_token.expose())
+            .append_pair("client_id", &credentials.client_id)
+            .append_pair("client_secret", credentials.client_secret.expose())
+            .finish();
+        let request = oauth2::http::Request::builder()
+            .method(oauth2::http::Method::POST)
+            .uri(&endpoints.token_url)
+            .header(
+                oauth2::http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .header(oauth2::http::header::ACCEPT, "application/json")
+            .body(body.into_bytes())
+            .map_err(Error::internal)?;
+        let failed = |error: &str| Error::ProviderFailed {
+            error: error.into(),
+        };
+        let response = self
+            .send(request)
+            .await
+            .map_err(|_| failed("provider_unreachable"))?;
+        let response = quirks::response(provider, response);
+        if !response.status().is_success() {
+            return Err(failed("upgrade_refused"));
+        }
+        let parsed: ProviderTokenResponse = serde_json::from_slice(response.body())
+            .map_err(|_| failed("invalid_token_response"))?;
+        let mut upgraded = token_set(now, provider, &parsed);
+        let mut kept = first.metadata.clone();
+        kept.append(&mut upgraded.metadata);
+        upgraded.metadata = kept;
+        upgraded.scope = upgraded.scope.or_else(|| first.scope.clone());
+        Ok(upgraded)
+    }
+
     /// The entry's post-connect metadata (Mailchimp's data center), read with the new access
     /// token: the fields it keeps, or an error (the caller keeps the tokens either way).
     pub async fn read_metadata(
@@ -359,9 +410,8 @@ mod tests {
     use oauth2::http::header;
 
     use super::*;
-    use crate::Config;
-    use crate::provider::golden::{check, sample_inputs};
-    use crate::provider::{Catalog, Refresh};
+    use crate::provider::Refresh;
+    use crate::provider::golden::{self, check, sample_inputs};
 
     const GOLDEN: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -411,15 +461,7 @@ mod tests {
     /// content type, body.
     #[tokio::test]
     async fn every_builtin_entry_builds_its_golden_token_and_refresh_requests() {
-        let config = Config::from_lookup(|k| {
-            (k == "BROKER_PUBLIC_URL").then(|| "https://broker.example".into())
-        })
-        .unwrap();
-        let catalog = Catalog::load(&config, vec![]).unwrap();
-        let credentials = AppCredentials {
-            client_id: "CLIENT_ID".into(),
-            client_secret: Sensitive::new("CLIENT_SECRET".into()),
-        };
+        let (config, catalog, credentials) = golden::builtin();
         let mut lines = vec![];
         for p in catalog.iter().filter(|p| p.require_usable().is_ok()) {
             let endpoints = p.resolve_endpoints(&sample_inputs(p), &config).unwrap();

@@ -4,8 +4,26 @@
 
 use std::collections::BTreeMap;
 
-use super::Provider;
 use super::endpoints::REGION_INPUT;
+use super::{Catalog, Provider};
+use crate::Config;
+use crate::secret::Sensitive;
+use crate::vault::AppCredentials;
+
+/// The built-in catalog as a deployment at `https://broker.example` loads it, and sample app
+/// credentials: what every golden file is built from.
+pub fn builtin() -> (Config, Catalog, AppCredentials) {
+    let config = Config::from_lookup(|k| {
+        (k == "BROKER_PUBLIC_URL").then(|| "https://broker.example".into())
+    })
+    .unwrap();
+    let catalog = Catalog::load(&config, vec![]).unwrap();
+    let credentials = AppCredentials {
+        client_id: "CLIENT_ID".into(),
+        client_secret: Sensitive::new("CLIENT_SECRET".into()),
+    };
+    (config, catalog, credentials)
+}
 
 /// A value for every declared input but the region: `acme` where the pattern takes it.
 pub fn sample_inputs(p: &Provider) -> BTreeMap<String, String> {

@@ -83,6 +83,11 @@ pub struct Provider {
     pub metadata_url: Option<String>,
     #[serde(default)]
     pub keep_metadata_fields: Vec<String>,
+    /// A grant that trades the first access token for a longer-lived one right after the code
+    /// exchange, the token travelling in a parameter of the same name (Facebook's
+    /// `fb_exchange_token`): the provider's substitute for a refresh token.
+    #[serde(default)]
+    pub upgrade_grant: Option<String>,
     /// The `Authorization` scheme `metadata_url` expects (`Bearer` unless said; Mailchimp: `OAuth`).
     #[serde(default)]
     pub metadata_auth_scheme: Option<String>,
@@ -346,6 +351,7 @@ impl Provider {
             ("success_field", &self.success_field),
             ("issuer", &self.issuer),
             ("token_server_param", &self.token_server_param),
+            ("upgrade_grant", &self.upgrade_grant),
         ] {
             if let Some(v) = value {
                 q.push(format!("{label}={v}"));

@@ -227,10 +227,10 @@ impl TokenClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::golden::{check, sample_inputs};
-    use crate::provider::{Catalog, Protocol};
+    use crate::provider;
+    use crate::provider::Protocol;
+    use crate::provider::golden::{self, check, sample_inputs};
     use crate::secret::Sensitive;
-    use crate::{Config, provider};
 
     const GOLDEN: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -258,15 +258,7 @@ mod tests {
     /// it has none.
     #[test]
     fn every_builtin_entry_builds_its_golden_revocation_requests() {
-        let config = Config::from_lookup(|k| {
-            (k == "BROKER_PUBLIC_URL").then(|| "https://broker.example".into())
-        })
-        .unwrap();
-        let catalog = Catalog::load(&config, vec![]).unwrap();
-        let credentials = AppCredentials {
-            client_id: "CLIENT_ID".into(),
-            client_secret: Sensitive::new("CLIENT_SECRET".into()),
-        };
+        let (config, catalog, credentials) = golden::builtin();
         let mut lines = vec![];
         for p in catalog.iter() {
             let endpoints = match p.protocol {
