@@ -88,7 +88,14 @@ async fn dispatch(app: &App, call: Call<Op>) -> Result<Response<Body>> {
         }
         Op::PersonalComplete => {
             let token = aitronos::personal_complete(req)?;
-            let connection = flow::complete_personal(app, caller, &token).await?;
+            let connection = flow::complete_personal(
+                app.state_tokens.as_ref(),
+                app.connections.as_ref(),
+                app.clock.now(),
+                caller,
+                &token,
+            )
+            .await?;
             aitronos::personal_completed(&connection)
         }
         Op::ImportUserConnection => {

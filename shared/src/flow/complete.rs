@@ -1,9 +1,9 @@
 use std::collections::HashMap;
 
-use super::Claim;
 use super::callback::{Ending, finish};
+use super::{Claim, StateTokenStore};
 use crate::auth::Caller;
-use crate::connection::{Connection, ConnectionStatus, Transition};
+use crate::connection::{Connection, ConnectionStatus, ConnectionStore, Transition};
 use crate::crypto::{random_token, sha256_hex};
 use crate::provider::TokenSet;
 use crate::{App, Error, OrgId, Result};
@@ -17,9 +17,11 @@ fn invalid_state_token() -> Error {
 }
 
 /// Redeems a personal flow's state token (once, within its lifetime, for the caller's
-/// organization) and activates the connection.
+/// organization) and activates the connection at `now`. Two ports are all it needs.
 pub async fn complete_personal(
-    app: &App,
+    state_tokens: &dyn StateTokenStore,
+    connections: &dyn ConnectionStore,
+    now: i64,
     caller: &Caller,
     state_token: &str,
 ) -> Result<Connection> {
@@ -27,9 +29,7 @@ pub async fn complete_personal(
     if !super::is_handle(state_token) {
         return Err(invalid_state_token());
     }
-    let now = app.clock.now();
-    let token = app
-        .state_tokens
+    let token = state_tokens
         .consume_state_token(
             &sha256_hex(state_token),
             organization_id,
@@ -45,8 +45,7 @@ pub async fn complete_personal(
         ConnectionStatus::Active,
         now,
     );
-    let connection = app
-        .connections
+    let connection = connections
         .transition(&activated)
         .await
         .map_err(|e| match e {
