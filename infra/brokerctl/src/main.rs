@@ -285,7 +285,7 @@ async fn run(cli: Cli) -> broker::Result<String> {
     let config = brokerctl::config(backend, addr)?;
     Ok(match cli.command {
         Command::Serve { addr } => {
-            lambda_http::tracing::init_default_subscriber();
+            broker::api::lambda::init_logging();
             brokerctl::server::run(config, addr).await?;
             String::new()
         }

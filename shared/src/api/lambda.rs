@@ -9,10 +9,32 @@ use lambda_http::{Body, LambdaEvent, Request, Response, service_fn};
 use crate::App;
 use crate::app::EventsBackend;
 
+/// Logs as the Lambda runtime's default subscriber writes them (no target, no time: CloudWatch
+/// stamps each line; JSON when `AWS_LAMBDA_LOG_FORMAT` says so), at the level in
+/// `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG`. A level, not an env filter: the filter's regex engine
+/// was the margin between the connections function's zip and its 3 MB budget.
+pub fn init_logging() {
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .ok()
+        .and_then(|l| l.parse::<tracing_subscriber::filter::LevelFilter>().ok())
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
+    let fmt = tracing_subscriber::fmt()
+        .with_target(false)
+        .without_time()
+        .with_max_level(level);
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    if json {
+        fmt.json().init()
+    } else {
+        fmt.init()
+    }
+}
+
 /// Logging set up, and the [`App`] built once for the execution environment: leaked, it lives as
 /// long as the process and every invocation borrows it.
 async fn process_app() -> Result<&'static App, lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
+    init_logging();
     Ok(Box::leak(Box::new(App::from_env().await?)))
 }
 
@@ -81,7 +103,7 @@ where
 /// The `events` function's loop: the table's stream records in, the first record to retry out
 /// (partial batch failures), over one process-wide [`EventsBackend`].
 pub async fn run_events() -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
+    init_logging();
     let backend: &'static EventsBackend = Box::leak(Box::new(EventsBackend::from_env().await?));
     lambda_http::lambda_runtime::run(service_fn(
         move |event: LambdaEvent<aws_lambda_events::event::dynamodb::Event>| async move {
