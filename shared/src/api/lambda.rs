@@ -24,11 +24,7 @@ pub fn init_logging() {
         .without_time()
         .with_max_level(level);
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    if json {
-        fmt.json().init()
-    } else {
-        fmt.init()
-    }
+    if json { fmt.json().init() } else { fmt.init() }
 }
 
 /// Logging set up, and the [`App`] built once for the execution environment: leaked, it lives as
