@@ -130,25 +130,15 @@ impl TokenClient {
         credentials: &AppCredentials,
         first: &TokenSet,
     ) -> Result<TokenSet> {
-        let Some(grant) = &provider.upgrade_grant else {
+        let Some(request) = upgrade_request(
+            provider,
+            endpoints,
+            credentials,
+            first.access_token.expose(),
+        )?
+        else {
             return Ok(first.clone());
         };
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("grant_type", grant)
-            .append_pair(grant, first.access_token.expose())
-            .append_pair("client_id", &credentials.client_id)
-            .append_pair("client_secret", credentials.client_secret.expose())
-            .finish();
-        let request = oauth2::http::Request::builder()
-            .method(oauth2::http::Method::POST)
-            .uri(&endpoints.token_url)
-            .header(
-                oauth2::http::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .header(oauth2::http::header::ACCEPT, "application/json")
-            .body(body.into_bytes())
-            .map_err(Error::internal)?;
         let failed = |error: &str| Error::ProviderFailed {
             error: error.into(),
         };
@@ -233,6 +223,36 @@ type OauthClient = oauth2::Client<
     oauth2::EndpointNotSet,
     oauth2::EndpointSet,
 >;
+
+/// The entry's upgrade request for `access_token` (Facebook's `fb_exchange_token`), or `None`:
+/// the app's credentials in the form body, never in the URL.
+fn upgrade_request(
+    provider: &Provider,
+    endpoints: &Endpoints,
+    credentials: &AppCredentials,
+    access_token: &str,
+) -> Result<Option<HttpRequest>> {
+    let Some(grant) = &provider.upgrade_grant else {
+        return Ok(None);
+    };
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", grant)
+        .append_pair(grant, access_token)
+        .append_pair("client_id", &credentials.client_id)
+        .append_pair("client_secret", credentials.client_secret.expose())
+        .finish();
+    oauth2::http::Request::builder()
+        .method(oauth2::http::Method::POST)
+        .uri(&endpoints.token_url)
+        .header(
+            oauth2::http::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .header(oauth2::http::header::ACCEPT, "application/json")
+        .body(body.into_bytes())
+        .map(Some)
+        .map_err(Error::internal)
+}
 
 /// The grants the broker asks a token endpoint for.
 #[derive(Debug, Clone, Copy)]
@@ -457,8 +477,8 @@ mod tests {
         assert_eq!(tokens.expires_at, Some(4_600));
     }
 
-    /// Each entry's code exchange and refresh, one line each: grant, method, URL, credentials,
-    /// content type, body.
+    /// Each entry's code exchange, refresh and token upgrade, one line each: grant, method, URL,
+    /// credentials, content type, body.
     #[tokio::test]
     async fn every_builtin_entry_builds_its_golden_token_and_refresh_requests() {
         let (config, catalog, credentials) = golden::builtin();
@@ -504,6 +524,17 @@ mod tests {
             }
             if p.refresh == Some(Refresh::None) {
                 lines.push(format!("{} refresh(none): no refresh grant", p.slug));
+            }
+            if let Some(r) =
+                upgrade_request(p, &endpoints, &credentials, "FIRST_ACCESS_TOKEN").unwrap()
+            {
+                lines.push(format!(
+                    "{} upgrade {} {} auth=- body={}",
+                    p.slug,
+                    r.method(),
+                    r.uri(),
+                    String::from_utf8(r.body().clone()).unwrap()
+                ));
             }
         }
         check(GOLDEN, &lines, "token request");
