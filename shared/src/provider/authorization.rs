@@ -85,8 +85,8 @@ mod tests {
 
     use super::*;
     use crate::Config;
-    use crate::provider::golden::{check, sample_inputs};
-    use crate::provider::{Catalog, Protocol, endpoints::REGION_INPUT};
+    use crate::provider::golden::{self, check, sample_inputs};
+    use crate::provider::{Protocol, endpoints::REGION_INPUT};
 
     const GOLDEN: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -114,11 +114,7 @@ mod tests {
     /// One line per built-in entry (and per region), compared with the golden file.
     #[test]
     fn every_builtin_entry_builds_its_golden_authorization_url() {
-        let config = Config::from_lookup(|k| {
-            (k == "BROKER_PUBLIC_URL").then(|| "https://broker.example".into())
-        })
-        .unwrap();
-        let catalog = Catalog::load(&config, vec![]).unwrap();
+        let (config, catalog, _) = golden::builtin();
         let mut lines = vec![];
         for p in catalog.iter() {
             if p.protocol == Protocol::Oauth1 {

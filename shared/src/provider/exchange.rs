@@ -139,19 +139,16 @@ impl TokenClient {
         else {
             return Ok(first.clone());
         };
-        let failed = |error: &str| Error::ProviderFailed {
-            error: error.into(),
-        };
         let response = self
             .send(request)
             .await
-            .map_err(|_| failed("provider_unreachable"))?;
+            .map_err(|_| provider_failed("provider_unreachable"))?;
         let response = quirks::response(provider, response);
         if !response.status().is_success() {
-            return Err(failed("upgrade_refused"));
+            return Err(provider_failed("upgrade_refused"));
         }
         let parsed: ProviderTokenResponse = serde_json::from_slice(response.body())
-            .map_err(|_| failed("invalid_token_response"))?;
+            .map_err(|_| provider_failed("invalid_token_response"))?;
         let mut upgraded = token_set(now, provider, &parsed);
         let mut kept = first.metadata.clone();
         kept.append(&mut upgraded.metadata);
@@ -184,18 +181,12 @@ impl TokenClient {
         let response = self
             .send(request)
             .await
-            .map_err(|_| Error::ProviderFailed {
-                error: "metadata_unreachable".into(),
-            })?;
+            .map_err(|_| provider_failed("metadata_unreachable"))?;
         if !response.status().is_success() {
-            return Err(Error::ProviderFailed {
-                error: "metadata_refused".into(),
-            });
+            return Err(provider_failed("metadata_refused"));
         }
-        let doc: serde_json::Map<String, Value> =
-            serde_json::from_slice(response.body()).map_err(|_| Error::ProviderFailed {
-                error: "invalid_metadata".into(),
-            })?;
+        let doc: serde_json::Map<String, Value> = serde_json::from_slice(response.body())
+            .map_err(|_| provider_failed("invalid_metadata"))?;
         Ok(provider
             .keep_metadata_fields
             .iter()
@@ -361,6 +352,14 @@ fn token_set(now: i64, provider: &Provider, response: &ProviderTokenResponse) ->
             .iter()
             .filter_map(|k| extra.get(k).map(|v| (k.clone(), v.clone())))
             .collect(),
+    }
+}
+
+/// A provider failure named by a fixed code: nothing of the provider's answer, which may echo a
+/// token, travels on.
+fn provider_failed(error: &str) -> Error {
+    Error::ProviderFailed {
+        error: error.into(),
     }
 }
 
