@@ -19,6 +19,7 @@ on_both_backends!(
     a_token_entering_the_margin_is_refreshed_by_the_sweep_with_no_caller,
     an_idle_connection_is_refreshed_after_the_configured_days,
     a_refresh_token_near_its_hard_limit_is_announced_once,
+    a_rotated_refresh_token_restarts_the_limit_a_reusable_one_does_not,
     a_revoked_connection_is_not_swept,
 );
 
@@ -167,6 +168,40 @@ async fn a_refresh_token_near_its_hard_limit_is_announced_once(backend: Backend)
     assert!(reason.contains(&limit), "{reason}");
     // and nothing was refreshed meanwhile (no rotation would have helped)
     assert!(broker.provider.ledger().refreshes().len() <= 1);
+}
+
+async fn a_rotated_refresh_token_restarts_the_limit_a_reusable_one_does_not(backend: Backend) {
+    for (kind, restarts) in [("\"rotating\"", true), ("\"reusable\"", false)] {
+        // Given refresh tokens that die 30 days after issue, and a provider that sends a new
+        // refresh token with every refresh
+        let entry = FakeEntry {
+            keys: &[("refresh_token_lifetime_days", "30"), ("refresh", kind)],
+            ..FakeEntry::default()
+        };
+        let broker = Broker::start_custom(backend, &[], &entry).await;
+        let id = active_connection(&broker).await;
+        let consented = broker.app.clock.now();
+
+        // When ten days pass and a caller forces a refresh
+        broker.app.clock.advance(10 * 86_400);
+        let refreshed = broker.app.clock.now();
+        assert_eq!(broker.token(&id, true).await.0, 200);
+        assert_eq!(broker.provider.ledger().refreshes().len(), 1);
+
+        // Then a rotating entry's limit counts from the new refresh token, a reusable entry's
+        // (Spotify: six months from consent, not extended by refreshing) still from consent
+        let limit = broker
+            .connection(&id)
+            .await
+            .keepalive
+            .and_then(|k| k.refresh_token_expires_at)
+            .unwrap();
+        let from = if restarts { refreshed } else { consented };
+        assert!(
+            (from..=from + 5).contains(&(limit - 30 * 86_400)),
+            "{kind}: {limit}"
+        );
+    }
 }
 
 async fn a_revoked_connection_is_not_swept(backend: Backend) {

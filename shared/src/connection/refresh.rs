@@ -14,7 +14,7 @@ use super::{
     rewrite_tokens,
 };
 use crate::crypto::{Sealer, random_token};
-use crate::provider::{Endpoints, Provider, TokenSet};
+use crate::provider::{Endpoints, Provider, Refresh, TokenSet};
 use crate::vault::AppCredentials;
 use crate::{App, Error, Result};
 
@@ -210,10 +210,13 @@ async fn refresh_held(
     match answer {
         Ok(mut tokens) => {
             let now = app.clock.now();
-            // A new refresh token restarts the provider's lifetime count; the same one does not.
-            let rotated = tokens.refresh_token.as_ref().is_some_and(|new| {
-                current.refresh_token.as_ref().map(|old| old.expose()) != Some(new.expose())
-            });
+            // A new refresh token restarts the provider's lifetime count; the same one does not,
+            // nor does any from an entry whose refresh tokens are reusable: their end is fixed at
+            // consent (Spotify's six months), whatever a refresh sends back.
+            let rotated = provider.refresh != Some(Refresh::Reusable)
+                && tokens.refresh_token.as_ref().is_some_and(|new| {
+                    current.refresh_token.as_ref().map(|old| old.expose()) != Some(new.expose())
+                });
             // Providers that do not rotate answer without a refresh token: the old one stays.
             if tokens.refresh_token.is_none() {
                 tokens.refresh_token = current.refresh_token;

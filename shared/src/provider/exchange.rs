@@ -51,8 +51,8 @@ pub struct TokenSet {
     pub expires_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
-    /// When the refresh token dies, where the provider says so (`refresh_token_expires_in`, or
-    /// Intuit's `x_refresh_token_expires_in`); epoch seconds.
+    /// When the refresh token dies, where the provider says so (`refresh_token_expires_in`,
+    /// Intuit's `x_refresh_token_expires_in`, Airtable's `refresh_expires_in`); epoch seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token_expires_at: Option<i64>,
     pub provider: String,
@@ -337,11 +337,15 @@ fn token_set(now: i64, provider: &Provider, response: &ProviderTokenResponse) ->
             .filter(|d| !d.is_zero())
             .map(|d| now + i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2))
             .or(provider.token_lifetime_secs.map(|l| now + l)),
-        refresh_token_expires_at: ["refresh_token_expires_in", "x_refresh_token_expires_in"]
-            .iter()
-            .find_map(|k| extra.get(*k).and_then(Value::as_i64))
-            .filter(|secs| *secs > 0 && response.refresh_token().is_some())
-            .map(|secs| now + secs),
+        refresh_token_expires_at: [
+            "refresh_token_expires_in",
+            "x_refresh_token_expires_in",
+            "refresh_expires_in",
+        ]
+        .iter()
+        .find_map(|k| extra.get(*k).and_then(Value::as_i64))
+        .filter(|secs| *secs > 0 && response.refresh_token().is_some())
+        .map(|secs| now + secs),
         // RFC 6749's space-separated form, whatever the provider's separator.
         scope: response
             .scopes()
@@ -474,6 +478,13 @@ mod tests {
         let tokens = token_set(1_000, &p, &intuit);
         assert_eq!(tokens.refresh_token_expires_at, Some(1_000 + 8_726_400));
         assert_eq!(tokens.expires_at, Some(4_600));
+        // Airtable's name for it
+        let airtable: ProviderTokenResponse = serde_json::from_str(
+            r#"{"access_token":"a","token_type":"bearer","expires_in":3600,"refresh_token":"r","refresh_expires_in":5184000}"#,
+        )
+        .unwrap();
+        let tokens = token_set(1_000, &p, &airtable);
+        assert_eq!(tokens.refresh_token_expires_at, Some(1_000 + 5_184_000));
     }
 
     /// Each entry's code exchange, refresh and token upgrade, one line each: grant, method, URL,

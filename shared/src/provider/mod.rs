@@ -117,8 +117,9 @@ pub struct Provider {
     #[serde(default)]
     pub token_lifetime_secs: Option<i64>,
     /// A refresh token dies this many days after its issue, used or not (LinkedIn: 365); a
-    /// refresh that returns a new one restarts the count. The sweep announces the end a week
-    /// before with `connection.expiring`.
+    /// refresh that returns a new one restarts the count, unless `refresh = "reusable"`, whose
+    /// count runs from consent (Spotify: 182). The sweep announces the end a week before with
+    /// `connection.expiring`.
     #[serde(default)]
     pub refresh_token_lifetime_days: Option<u32>,
     /// Protocol parameters the provider spells its own way, in the authorization request and
