@@ -213,7 +213,7 @@ async fn refresh_held(
             // A new refresh token restarts the provider's lifetime count; the same one does not,
             // nor does any from an entry whose refresh tokens are reusable: their end is fixed at
             // consent (Spotify's six months), whatever a refresh sends back.
-            let rotated = provider.refresh != Some(Refresh::Reusable)
+            let restarts = provider.refresh != Some(Refresh::Reusable)
                 && tokens.refresh_token.as_ref().is_some_and(|new| {
                     current.refresh_token.as_ref().map(|old| old.expose()) != Some(new.expose())
                 });
@@ -236,7 +236,7 @@ async fn refresh_held(
                 last_refreshed_at: Some(now),
                 refresh_failures: Some(0),
                 keepalive: Some(match &leased.keepalive {
-                    Some(k) if !rotated => k.refreshed(&app.config, &tokens, now),
+                    Some(k) if !restarts => k.refreshed(&app.config, &tokens, now),
                     _ => KeepAlive::issued(&app.config, Some(provider), &tokens, now),
                 }),
                 ..kept

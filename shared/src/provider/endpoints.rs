@@ -125,10 +125,7 @@ impl Provider {
         else {
             return Ok(endpoints.clone());
         };
-        let origin = Url::parse(server)
-            .ok()
-            .filter(|u| matches!(u.path(), "" | "/") && u.query().is_none())
-            .map(|u| u.origin().ascii_serialization());
+        let origin = Url::parse(server).ok().as_ref().and_then(bare_origin);
         let listed = origin.as_ref().filter(|o| {
             self.token_servers
                 .iter()
@@ -198,7 +195,7 @@ pub(super) fn check_templates(p: &Provider, config: &Config) -> Result<()> {
     }
     for server in &p.token_servers {
         let url = Url::parse(server).map_err(|e| bad(format!("token server {server}: {e}")))?;
-        if !matches!(url.path(), "" | "/") || url.query().is_some() {
+        if bare_origin(&url).is_none() {
             return Err(bad(format!(
                 "token server {server} must be an origin, without a path"
             )));
@@ -268,6 +265,12 @@ fn fill(template: &str, inputs: &BTreeMap<String, String>, config: &Config) -> R
 }
 
 /// `{name}` variables in order of appearance.
+/// `url`'s origin when it is nothing more (no path, no query): what a token server is.
+fn bare_origin(url: &Url) -> Option<String> {
+    (matches!(url.path(), "" | "/") && url.query().is_none())
+        .then(|| url.origin().ascii_serialization())
+}
+
 fn variables(template: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut rest = template;
